@@ -1,0 +1,48 @@
+# Everything a developer or CI runs. Each target installs what it needs, so a fresh clone works.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+.PHONY: help venv node test unit integration lint format bench run clean
+
+help:
+	@echo "make run          serve the app locally (demo stand-ins unless local.settings.json exists)"
+	@echo "make test         unit + integration (+ browser, when Chromium is installed) tests"
+	@echo "make unit         unit tests only (no Node, no network)"
+	@echo "make lint         ruff"
+	@echo "make bench        benchmark table -> docs/benchmarks.md"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+node: node_modules/.installed
+
+test: venv node
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+integration: venv node
+	$(PY) -m pytest tests/integration
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis outbox .run
