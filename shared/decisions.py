@@ -1,0 +1,92 @@
+"""Pure decisions: who is told what, and which instances are stopped. Plain values in, plain values out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .domain import Instance, InstanceSelection
+from .setting_rules import EMAIL
+
+MAX_NAMES_IN_SUBJECT = 3
+
+
+@dataclass(frozen=True)
+class Targets:
+    instances: tuple[Instance, ...]
+    missing: tuple[str, ...]  # names from aml_compute_instance the workspace does not have
+
+
+@dataclass(frozen=True)
+class ShutdownPlan:
+    stop: tuple[Instance, ...] = ()
+    kept: tuple[Instance, ...] = ()  # running, but somebody asked to keep it tonight
+    busy: tuple[Instance, ...] = ()  # running a job: never stopped
+    not_running: tuple[Instance, ...] = ()
+
+
+@dataclass(frozen=True)
+class MailPlan:
+    by_recipient: dict[str, tuple[Instance, ...]] = field(default_factory=dict)
+
+
+def select_targets(instances: Iterable[Instance], selection: InstanceSelection) -> Targets:
+    listed = {instance.name: instance for instance in instances}
+    if selection.every_instance:
+        return Targets(tuple(sorted(listed.values(), key=lambda i: i.name)), ())
+    found = tuple(listed[name] for name in selection.names if name in listed)
+    missing = tuple(name for name in selection.names if name not in listed)
+    return Targets(found, missing)
+
+
+def plan_shutdown(targets: Iterable[Instance], kept_names: Iterable[str]) -> ShutdownPlan:
+    keep = set(kept_names)
+    stop, kept, busy, idle = [], [], [], []
+    for instance in targets:
+        if instance.is_busy:
+            busy.append(instance)
+        elif not instance.is_running:
+            idle.append(instance)
+        elif instance.name in keep:
+            kept.append(instance)
+        else:
+            stop.append(instance)
+    return ShutdownPlan(tuple(stop), tuple(kept), tuple(busy), tuple(idle))
+
+
+def announced(targets: Iterable[Instance]) -> tuple[Instance, ...]:
+    """Instances tonight's sweep may stop, hence worth a mail and a link.
+
+    A busy instance is included: if its job ends before the sweep, it is stopped like any other.
+    """
+    return tuple(instance for instance in targets if instance.is_running or instance.is_busy)
+
+
+def plan_mails(
+    instances: Sequence[Instance], to_emails: Sequence[str], notify_instance_owner: bool
+) -> MailPlan:
+    """One entry per recipient: the fixed recipients hear about every instance, owners about theirs."""
+    by_recipient: dict[str, list[Instance]] = {}
+    keys: dict[str, str] = {}  # addresses compare case-insensitively; keep the first spelling
+
+    def add(address: str, instance: Instance) -> None:
+        key = keys.setdefault(address.lower(), address)
+        bucket = by_recipient.setdefault(key, [])
+        if instance not in bucket:
+            bucket.append(instance)
+
+    for instance in instances:
+        for address in to_emails:
+            add(address, instance)
+        if notify_instance_owner and instance.owner and EMAIL.fullmatch(instance.owner):
+            add(instance.owner, instance)
+    return MailPlan({to: tuple(items) for to, items in by_recipient.items()})
+
+
+def mail_subject(prefix: str, names: Sequence[str]) -> str:
+    """`prefix – a, b, c` or `prefix – a, b, c and 4 more`; never more than one line."""
+    shown = ", ".join(names[:MAX_NAMES_IN_SUBJECT])
+    more = len(names) - MAX_NAMES_IN_SUBJECT
+    listing = f"{shown} and {more} more" if more > 0 else shown
+    head = " ".join(prefix.split()).rstrip(" :-–—|")
+    return f"{head} – {listing}" if listing else head

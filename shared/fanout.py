@@ -1,0 +1,56 @@
+"""Bounded parallel work with a time budget.
+
+Stops and mails are independent, slow remote calls: running them in a small thread pool keeps a run
+short without flooding Azure (the pool size is the `max_parallel` setting). One item failing never
+affects the others. The budget keeps a run inside the Functions time limit even when a call hangs:
+azureml-core sets no socket timeout, and a thread cannot be interrupted, so we stop waiting for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+class OutOfTime(Exception):
+    """The item got no answer (or no turn) within the run's time budget."""
+
+
+def run_bounded(
+    items: Sequence[K], work: Callable[[K], T], max_parallel: int, budget: float
+) -> dict[K, T | Exception]:
+    """`work(item)` for every item, at most `max_parallel` at a time; results or exceptions, by item."""
+    if not items:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=min(max_parallel, len(items)), thread_name_prefix="fanout")
+    try:
+        futures = {pool.submit(work, item): item for item in items}
+        wait(futures, timeout=budget)
+        return {item: _outcome(future, budget) for future, item in futures.items()}
+    finally:
+        # Never block on a hung call; queued items that did not start are cancelled.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def call_with_budget(work: Callable[[], T], budget: float) -> T:
+    """`work()` in a helper thread; OutOfTime if it has not returned within `budget` seconds."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="budget")
+    try:
+        future = pool.submit(work)
+        wait([future], timeout=budget, return_when=FIRST_EXCEPTION)
+        if not future.done():
+            raise OutOfTime(f"no answer within {budget:.0f} s")
+        return future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _outcome(future: Future[T], budget: float) -> T | Exception:
+    if not future.done():
+        return OutOfTime(f"no answer within the run's {budget:.0f} s budget")
+    error = future.exception()
+    return error if isinstance(error, Exception) else future.result()

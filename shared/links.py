@@ -1,0 +1,120 @@
+"""Signed cancel links: what a link grants, how it is signed, and which links we honour.
+
+A link carries a token signed with `cancel_link_secret` (itsdangerous, HMAC-SHA1 over a salted key).
+The token names the workspace, the instance, the local day of the shutdown and the UTC instant of
+that shutdown; it expires at that instant. Nobody without the secret can mint or alter one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from itsdangerous import BadData, URLSafeSerializer
+
+from .domain import INSTANCE_NAME, WORKSPACE_NAME, InstanceSelection
+from .errors import ExpiredLinkError, InvalidLinkError
+
+TOKEN_PARAMETER = "token"  # noqa: S105 - a query parameter name, not a secret
+MAX_TOKEN_LENGTH = 512  # real tokens are ~150 characters; refuse to parse anything huge
+_SALT = "aml-autoshutdown.cancel-link.v1"
+
+
+@dataclass(frozen=True)
+class CancelGrant:
+    """What a valid link lets its holder do: keep `instance` running for the shutdown at `shutdown_at`."""
+
+    workspace: str
+    instance: str
+    day: date  # local date of shutdown_at in the configured time zone
+    shutdown_at: datetime  # UTC
+
+
+class LinkSigner:
+    def __init__(self, secret: str):
+        self._serializer = URLSafeSerializer(secret, salt=_SALT)
+
+    def sign(self, grant: CancelGrant) -> str:
+        payload = {
+            "w": grant.workspace,
+            "i": grant.instance,
+            "d": grant.day.isoformat(),
+            "t": int(grant.shutdown_at.timestamp()),
+        }
+        return self._serializer.dumps(payload)
+
+    def verify(self, token: str | None) -> CancelGrant:
+        """The grant in `token`, or InvalidLinkError if it is missing, damaged or not ours."""
+        if not token:
+            raise InvalidLinkError(
+                "The link is incomplete: it carries no cancellation code.",
+                "Open the link from the e-mail again; if your mail program broke it across lines, "
+                "copy the whole address into the browser.",
+            )
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _damaged()
+        try:
+            payload = self._serializer.loads(token)
+        except (BadData, UnicodeError, ValueError):
+            raise _damaged() from None
+        return _grant_from(payload)
+
+
+def check_grant(
+    grant: CancelGrant, workspace: str, selection: InstanceSelection, zone: tzinfo, now: datetime
+) -> None:
+    """Refuse a genuine link that no longer applies to this app, or whose shutdown already began."""
+    if grant.workspace != workspace or not selection.includes(grant.instance):
+        raise InvalidLinkError(
+            f"This link is for compute instance {grant.instance} in workspace {grant.workspace}, "
+            "which this shutdown service does not manage (any more).",
+            "Nothing was changed. Ask your Azure ML platform admin if you expected otherwise.",
+        )
+    if grant.shutdown_at.astimezone(zone).date() != grant.day:
+        raise _damaged()
+    if now >= grant.shutdown_at:
+        raise ExpiredLinkError(
+            f"The shutdown this link was for ({grant.day:%A %d %B %Y}) has already begun, "
+            "so it can no longer be cancelled.",
+            "If the instance was stopped, start it again from Azure ML studio. To keep it running "
+            "on a later night, use the link in that evening's e-mail.",
+        )
+
+
+def cancel_link(base_url: str, token: str) -> str:
+    """`base_url` with the token added to its query; an existing query (`?code=...`) is kept."""
+    parts = urlsplit(base_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != TOKEN_PARAMETER]
+    query.append((TOKEN_PARAMETER, token))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _grant_from(payload: object) -> CancelGrant:
+    if not isinstance(payload, dict) or set(payload) != {"w", "i", "d", "t"}:
+        raise _damaged()
+    workspace, instance, day, instant = payload["w"], payload["i"], payload["d"], payload["t"]
+    if not (
+        isinstance(workspace, str)
+        and WORKSPACE_NAME.fullmatch(workspace)
+        and isinstance(instance, str)
+        and INSTANCE_NAME.fullmatch(instance)
+        and isinstance(day, str)
+        and isinstance(instant, int)
+        and not isinstance(instant, bool)
+    ):
+        raise _damaged()
+    try:
+        return CancelGrant(
+            workspace, instance, date.fromisoformat(day), datetime.fromtimestamp(instant, tz=UTC)
+        )
+    except (ValueError, OverflowError, OSError):
+        raise _damaged() from None
+
+
+def _damaged() -> InvalidLinkError:
+    return InvalidLinkError(
+        "The link is damaged or was not issued by this shutdown service.",
+        "Nothing was changed. Open the link from the most recent e-mail again, and make sure the "
+        "whole address was copied.",
+    )

@@ -1,0 +1,39 @@
+"""Templates (shared/templates/) rendered with Jinja2. HTML is autoescaped; plain text is not HTML."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@cache
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        # .txt is plain text (escaping would turn '&' in links into '&amp;'); everything else escapes.
+        autoescape=select_autoescape(
+            enabled_extensions=("html",), disabled_extensions=("txt",), default=True
+        ),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(template: str, **context: object) -> str:
+    """Render `template`; `.html` files escape every value, `.txt` files keep text as it is."""
+    return _environment().get_template(template).render(**context)
+
+
+def format_local(instant: datetime, zone: tzinfo) -> str:
+    """'Tuesday 24 November 2026 at 20:00 CET (Europe/Berlin)' - unambiguous for a reader anywhere."""
+    local = instant.astimezone(zone)
+    key = getattr(zone, "key", None)
+    suffix = f" ({key})" if key and key != local.tzname() else ""
+    return f"{local:%A} {local.day} {local:%B %Y at %H:%M} {local.tzname()}{suffix}"

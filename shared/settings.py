@@ -1,0 +1,147 @@
+"""App Settings, parsed once per run into one frozen object.
+
+This is the only module that reads the process environment. Every problem is collected and reported
+in a single ConfigurationError, so an operator fixes them all in one go.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from . import setting_rules as rules
+from .domain import InstanceSelection
+from .errors import ConfigurationError
+
+DEFAULT_SUBJECT = "Azure ML compute instances stop tonight"
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage_connection_string: str = field(repr=False)
+    subscription_id: str
+    resource_group: str
+    workspace: str
+    instances: InstanceSelection
+    tenant_id: str | None
+    service_principal_id: str | None
+    service_principal_password: str | None = field(repr=False)
+    sendgrid_api_key: str = field(repr=False)
+    cancel_url: str = field(repr=False)  # its query may hold the function key
+    from_email: str
+    from_name: str | None
+    to_emails: tuple[str, ...]
+    subject: str
+    cancel_link_secret: str = field(repr=False)
+    time_zone: ZoneInfo
+    schedule_zone: ZoneInfo
+    mail_schedule: str
+    shutdown_schedule: str
+    notify_instance_owner: bool
+    dry_run: bool
+    cancel_table: str
+    max_parallel: int
+
+    @property
+    def uses_service_principal(self) -> bool:
+        return self.service_principal_id is not None
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a log line."""
+        values = (self.service_principal_password, self.sendgrid_api_key, self.cancel_link_secret)
+        return tuple(v for v in values if v)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        reader = _Reader(environ)
+        values = dict(
+            storage_connection_string=reader.required("AzureWebJobsStorage", rules.connection_string),
+            subscription_id=reader.required("subscription_id", rules.matching(rules.GUID, "subscription id")),
+            resource_group=reader.required(
+                "resource_group", rules.matching(rules.RESOURCE_GROUP, "resource group name")
+            ),
+            workspace=reader.required("aml_workspace", rules.workspace_name),
+            instances=reader.required("aml_compute_instance", rules.instance_selection),
+            tenant_id=reader.optional("tenant_id", rules.matching(rules.TENANT, "tenant id or domain"), None),
+            service_principal_id=reader.optional("service_principal_id", str.strip, None),
+            service_principal_password=reader.optional("service_principal_password", str, None),
+            sendgrid_api_key=reader.required("SENDGRID_API_KEY", str.strip),
+            cancel_url=reader.required("func_cancel_shutdown", rules.cancel_url),
+            to_emails=reader.optional("to_emails", rules.optional_email_list, ()),
+            subject=reader.optional("subject", rules.one_line, DEFAULT_SUBJECT) or DEFAULT_SUBJECT,
+            cancel_link_secret=reader.required("cancel_link_secret", rules.secret),
+            time_zone=reader.optional("time_zone", rules.time_zone, ZoneInfo("UTC")),
+            # The Functions host reads NCRONTAB in UTC unless the platform's TZ says otherwise.
+            schedule_zone=reader.optional("TZ", rules.time_zone, ZoneInfo("UTC")),
+            mail_schedule=reader.required("mail_schedule", rules.ncrontab),
+            shutdown_schedule=reader.required("shutdown_schedule", rules.ncrontab),
+            notify_instance_owner=reader.optional("notify_instance_owner", rules.boolean, False),
+            dry_run=reader.optional("dry_run", rules.boolean, False),
+            cancel_table=reader.optional(
+                "cancel_table", rules.matching(rules.TABLE_NAME, "table name"), "cishutdown"
+            ),
+            max_parallel=reader.optional("max_parallel", lambda v: rules.bounded_int(v, 1, 64), 16),
+        )
+        reader.optional("FUNCTIONS_WORKER_RUNTIME", rules.exactly("python"), "python")
+        from_address = reader.required("from_email", rules.sender)
+        values["from_email"], values["from_name"] = from_address or (None, None)
+        _check_combinations(reader, values)
+        if reader.problems:
+            raise ConfigurationError(reader.problems)
+        return cls(**values)
+
+
+def load_settings() -> Settings:
+    """Parse the App Settings of this process (Functions exposes them as environment variables)."""
+    return Settings.from_environ(os.environ)
+
+
+def _check_combinations(reader: _Reader, values: dict[str, Any]) -> None:
+    sp_id, sp_password = values["service_principal_id"], values["service_principal_password"]
+    if bool(sp_id) != bool(sp_password):
+        reader.problems.append(
+            "service_principal_id and service_principal_password must be set together "
+            "(or both left out to use the Function App's managed identity)"
+        )
+    if sp_id and sp_password and not values["tenant_id"] and "tenant_id" not in reader.invalid:
+        reader.problems.append("tenant_id is required when a service principal is used")
+    if not values["to_emails"] and not values["notify_instance_owner"] and "to_emails" not in reader.invalid:
+        reader.problems.append("to_emails is required unless notify_instance_owner is true")
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        self.problems: list[str] = []
+        self.invalid: set[str] = set()
+
+    def required(self, name: str, parse: Callable[[str], Any]) -> Any:
+        raw = self.environ.get(name, "")
+        if not raw.strip():
+            self.problems.append(f"{name} is required but missing")
+            self.invalid.add(name)
+            return None
+        return self._parse(name, raw, parse, None)
+
+    def optional(self, name: str, parse: Callable[[str], Any], default: Any) -> Any:
+        raw = self.environ.get(name, "")
+        return self._parse(name, raw, parse, default) if raw.strip() else default
+
+    def _parse(self, name: str, raw: str, parse: Callable[[str], Any], default: Any) -> Any:
+        try:
+            return parse(raw)
+        except ValueError as problem:
+            self.problems.append(f"{name} {problem}")
+            self.invalid.add(name)
+            return default
+
+
+def prepare_sdk_environment() -> None:
+    """Switch off azureml-core's built-in retries (it reads this once, when first imported).
+
+    Left on, it sleeps 32-128 s on a 429 regardless of Retry-After and stacks under our RetryPolicy.
+    """
+    os.environ["AZUREML_DEFAULT_RETRIES"] = "0"

@@ -1,0 +1,131 @@
+import logging
+import re
+from datetime import UTC, date, datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from shared.domain import Instance
+from shared.errors import CredentialsError, RunFailedError, TransientServiceError
+from shared.links import LinkSigner
+from shared.notices import send_shutdown_notices
+from shared.retry import RetryPolicy
+from shared.settings import Settings
+from tests.fakes import TEST_SECRET, FakeMailer, FakeWorkspace, environ
+
+MAIL_AT = datetime(2026, 11, 24, 16, tzinfo=UTC)  # 17:00 Berlin, three hours before the shutdown
+NO_WAIT = RetryPolicy(attempts=3, sleep=lambda s: None)
+
+
+def fleet() -> FakeWorkspace:
+    return FakeWorkspace(
+        Instance("ci-alice", "Running", "alice@contoso.com"),
+        Instance("ci-bob", "JobRunning", "bob@contoso.com"),
+        Instance("ci-carol", "Stopped", "carol@contoso.com"),
+    )
+
+
+def notify(workspace, mailer, **overrides):
+    settings = Settings.from_environ(environ(**overrides))
+    return send_shutdown_notices(settings, workspace, mailer, MAIL_AT, policy=NO_WAIT)
+
+
+def links_in(text: str) -> list[str]:
+    return re.findall(r"https://\S+", text)
+
+
+def test_one_mail_lists_every_running_instance_with_its_own_signed_link():
+    mailer = FakeMailer()
+    report = notify(fleet(), mailer)
+    mail = mailer.to("ml-team@contoso.com")
+    assert mail.instances == ("ci-alice", "ci-bob")
+    assert mail.subject == "Compute instances stop tonight – ci-alice, ci-bob"
+    assert "ci-carol" not in mail.text and "ci-carol" not in mail.html
+    assert "Tuesday 24 November 2026 at 20:00 CET (Europe/Berlin)" in mail.text
+    assert "ml-ws" in mail.html and "stopped tonight only if the job has finished" in mail.text
+    grants = [
+        LinkSigner(TEST_SECRET).verify(parse_qs(urlsplit(u).query)["token"][0]) for u in links_in(mail.text)
+    ]
+    assert [(g.workspace, g.instance, g.day) for g in grants] == [
+        ("ml-ws", "ci-alice", date(2026, 11, 24)),
+        ("ml-ws", "ci-bob", date(2026, 11, 24)),
+    ]
+    assert report.mailed == ("ml-team@contoso.com",)
+
+
+def test_links_keep_the_function_key_and_use_one_question_mark():
+    mailer = FakeMailer()
+    notify(fleet(), mailer)
+    for url in links_in(mailer.to("ml-team@contoso.com").text):
+        assert url.count("?") == 1 and parse_qs(urlsplit(url).query)["code"] == ["function-key-not-for-logs"]
+
+
+def test_html_mail_escapes_and_text_mail_keeps_links_intact():
+    mailer = FakeMailer()
+    notify(fleet(), mailer)
+    mail = mailer.to("ml-team@contoso.com")
+    assert "&amp;token=" in mail.html and "&token=" in mail.text and "&amp;" not in mail.text
+
+
+def test_owners_get_their_own_mail_when_asked():
+    mailer = FakeMailer()
+    notify(fleet(), mailer, notify_instance_owner="true")
+    assert {m.to for m in mailer.sent} == {"ml-team@contoso.com", "alice@contoso.com", "bob@contoso.com"}
+    assert mailer.to("alice@contoso.com").instances == ("ci-alice",)
+
+
+def test_no_running_instance_means_no_mail_and_no_failure(caplog):
+    caplog.set_level(logging.INFO)
+    mailer = FakeMailer()
+    notify(FakeWorkspace(Instance("ci-carol", "Stopped")), mailer)
+    assert mailer.sent == [] and "no running instance to announce" in caplog.text
+
+
+def test_a_failing_recipient_never_blocks_the_others_and_fails_the_run():
+    mailer = FakeMailer()
+    mailer.errors["alice@contoso.com"] = [TransientServiceError("SendGrid", "HTTP 503")] * 5
+    with pytest.raises(RunFailedError) as failed:
+        notify(fleet(), mailer, notify_instance_owner="true")
+    assert {m.to for m in mailer.sent} == {"ml-team@contoso.com", "bob@contoso.com"}
+    assert list(failed.value.failures) == ["alice@contoso.com"]
+    assert "not told about ci-alice" in str(failed.value)
+
+
+def test_transient_send_failures_are_retried_and_permanent_ones_are_not():
+    mailer = FakeMailer()
+    mailer.errors["ml-team@contoso.com"] = [TransientServiceError("SendGrid", "HTTP 502")]
+    notify(fleet(), mailer)
+    assert mailer.attempts == ["ml-team@contoso.com"] * 2
+
+    mailer = FakeMailer()
+    mailer.errors["ml-team@contoso.com"] = [CredentialsError("SendGrid", "401", ("SENDGRID_API_KEY",))]
+    with pytest.raises(RunFailedError, match="SENDGRID_API_KEY"):
+        notify(fleet(), mailer)
+    assert mailer.attempts == ["ml-team@contoso.com"]
+
+
+def test_dry_run_sends_nothing_and_never_logs_a_link(caplog):
+    caplog.set_level(logging.DEBUG)
+    mailer = FakeMailer()
+    notify(fleet(), mailer, dry_run="true")
+    assert mailer.sent == []
+    assert "Dry run: would mail ml-team@contoso.com about ci-alice, ci-bob" in caplog.text
+    assert "token" not in caplog.text and "function-key" not in caplog.text
+
+
+def test_unknown_named_instance_fails_the_run_after_mailing_the_rest():
+    mailer = FakeMailer()
+    with pytest.raises(RunFailedError, match="ci-ghost"):
+        notify(fleet(), mailer, aml_compute_instance="ci-alice,ci-ghost")
+    assert mailer.to("ml-team@contoso.com").instances == ("ci-alice",)
+
+
+def test_a_mail_sent_late_for_a_run_after_midnight_links_to_the_next_day():
+    mailer = FakeMailer()
+    settings = Settings.from_environ(environ(shutdown_schedule="0 10 23 * * *"))  # 00:10 Berlin
+    late = datetime(2026, 11, 24, 22, 50, tzinfo=UTC)  # 23:50 Berlin
+    send_shutdown_notices(settings, fleet(), mailer, late, policy=NO_WAIT)
+    (url, _) = links_in(mailer.sent[0].text)
+    grant = LinkSigner(TEST_SECRET).verify(parse_qs(urlsplit(url).query)["token"][0])
+    assert grant.day == date(2026, 11, 25)
+    assert grant.shutdown_at == datetime(2026, 11, 24, 23, 10, tzinfo=UTC)

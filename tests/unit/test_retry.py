@@ -1,0 +1,79 @@
+import pytest
+
+from shared.errors import CredentialsError, ServiceError, TransientServiceError
+from shared.retry import RetryPolicy
+
+
+class Flaky:
+    """Fails with the given errors, then returns "done"."""
+
+    def __init__(self, *errors):
+        self.errors, self.calls = list(errors), 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "done"
+
+
+def policy(**kwargs) -> tuple[RetryPolicy, list[float]]:
+    slept: list[float] = []
+    defaults = dict(attempts=4, base_delay=1.0, max_delay=30.0, sleep=slept.append, jitter=lambda: 0.5)
+    return RetryPolicy(**{**defaults, **kwargs}), slept
+
+
+def transient(retry_after=None):
+    return TransientServiceError("AzureML", "HTTP 503", retry_after)
+
+
+def test_transient_failures_are_retried_with_exponential_backoff():
+    retry, slept = policy()
+    operation = Flaky(transient(), transient(), transient())
+    assert retry.call(operation, "x") == "done"
+    assert operation.calls == 4
+    assert slept == [1.0, 2.0, 4.0]
+
+
+def test_attempts_are_bounded_and_the_last_error_is_raised():
+    retry, slept = policy(attempts=3)
+    operation = Flaky(*(transient() for _ in range(5)))
+    with pytest.raises(TransientServiceError):
+        retry.call(operation, "x")
+    assert operation.calls == 3 and len(slept) == 2
+
+
+def test_retry_after_is_honoured_exactly_plus_a_little_jitter():
+    retry, slept = policy(base_delay=0.2)
+    assert retry.call(Flaky(transient(retry_after=7)), "x") == "done"
+    assert slept == [7.1]
+
+
+def test_a_retry_after_beyond_the_cap_gives_up_at_once():
+    retry, slept = policy(max_delay=10)
+    operation = Flaky(transient(retry_after=60))
+    with pytest.raises(TransientServiceError):
+        retry.call(operation, "x")
+    assert operation.calls == 1 and slept == []
+
+
+def test_backoff_never_exceeds_the_cap():
+    retry, _ = policy(base_delay=10, max_delay=15, jitter=lambda: 1.0)
+    assert [retry.delay(n, None) for n in (1, 2, 3)] == [15, 15, 15]
+
+
+def test_jitter_spreads_waits_between_half_and_one_and_a_half_times_the_backoff():
+    low, _ = policy(jitter=lambda: 0.0)
+    high, _ = policy(jitter=lambda: 0.999)
+    assert low.delay(2, None) == 1.0 and 2.9 < high.delay(2, None) < 3.0
+
+
+@pytest.mark.parametrize(
+    "error", [ServiceError("SendGrid", "400"), CredentialsError("AzureML", "401", ("x",)), KeyError()]
+)
+def test_permanent_errors_and_bugs_are_not_retried(error):
+    retry, slept = policy()
+    operation = Flaky(error)
+    with pytest.raises(type(error)):
+        retry.call(operation, "x")
+    assert operation.calls == 1 and slept == []

@@ -1,0 +1,128 @@
+import pytest
+
+from shared.errors import ConfigurationError
+from shared.settings import Settings
+from tests.fakes import environ
+
+
+def problems(**overrides) -> list[str]:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ(environ(**overrides))
+    return caught.value.problems
+
+
+def test_valid_settings_are_parsed_with_defaults():
+    settings = Settings.from_environ(environ())
+    assert settings.workspace == "ml-ws"
+    assert settings.instances.every_instance
+    assert settings.to_emails == ("ml-team@contoso.com",)
+    assert (settings.from_email, settings.from_name) == ("noreply@contoso.com", "Auto-shutdown")
+    assert str(settings.time_zone) == "Europe/Berlin"
+    assert str(settings.schedule_zone) == "UTC"
+    assert settings.cancel_table == "cishutdown"
+    assert (settings.dry_run, settings.notify_instance_owner, settings.max_parallel) == (False, False, 16)
+    assert settings.uses_service_principal
+
+
+def test_instance_list_accepts_one_name_or_a_comma_separated_list_with_spaces():
+    assert Settings.from_environ(environ(aml_compute_instance="ci-one")).instances.names == ("ci-one",)
+    listed = Settings.from_environ(environ(aml_compute_instance=" ci-a , ci-b,ci-a ")).instances
+    assert listed.names == ("ci-a", "ci-b") and not listed.every_instance
+
+
+@pytest.mark.parametrize("value", ["ci-a,,ci-b", "ci-a;ci-b", "*,ci-a", "ci a", "x", "-ci", "ci_a"])
+def test_instance_list_syntax_errors_name_the_setting(value):
+    (problem,) = problems(aml_compute_instance=value)
+    assert problem.startswith("aml_compute_instance ")
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems(
+        subscription_id=None,
+        aml_workspace=None,
+        cancel_link_secret="short",
+        time_zone="Mars/Olympus",
+        to_emails="ok@contoso.com, not-an-address",
+        from_email="nobody",
+        mail_schedule="0 17 * * *",
+        shutdown_schedule="every evening",
+        dry_run="maybe",
+        max_parallel="0",
+        func_cancel_shutdown="http://example.com/api/CancelShutDown",
+        FUNCTIONS_WORKER_RUNTIME="node",
+        cancel_table="1-bad",
+    )
+    named = {problem.split()[0] for problem in found}
+    assert named == {
+        "subscription_id", "aml_workspace", "cancel_link_secret", "time_zone", "to_emails", "from_email",
+        "mail_schedule", "shutdown_schedule", "dry_run", "max_parallel", "func_cancel_shutdown",
+        "FUNCTIONS_WORKER_RUNTIME", "cancel_table",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["AzureWebJobsStorage", "subscription_id", "resource_group", "aml_workspace", "aml_compute_instance",
+     "SENDGRID_API_KEY", "func_cancel_shutdown", "from_email", "cancel_link_secret", "mail_schedule",
+     "shutdown_schedule"],
+)  # fmt: skip
+def test_each_required_setting_is_named_when_missing(name):
+    assert f"{name} is required but missing" in problems(**{name: None})
+
+
+def test_problems_never_echo_secrets():
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ(
+            environ(cancel_link_secret="tooshort-secret", func_cancel_shutdown="ftp://h/x?code=fkey-123")
+        )
+    error = str(caught.value)
+    assert "tooshort-secret" not in error and "fkey-123" not in error
+    assert "at least 32 characters" in error
+
+
+def test_secrets_are_not_in_repr():
+    text = repr(Settings.from_environ(environ()))
+    for secret in (
+        "sp-password-not-for-logs",
+        "SG.test-key-not-for-logs",
+        "function-key-not-for-logs",
+        "x" * 40,
+    ):
+        assert secret not in text
+
+
+def test_service_principal_needs_both_halves_and_a_tenant():
+    assert any("must be set together" in p for p in problems(service_principal_password=None))
+    assert "tenant_id is required when a service principal is used" in problems(tenant_id=None)
+
+
+def test_managed_identity_is_used_without_service_principal_settings():
+    settings = Settings.from_environ(
+        environ(service_principal_id=None, service_principal_password=None, tenant_id=None)
+    )
+    assert not settings.uses_service_principal
+
+
+def test_to_emails_may_be_empty_only_when_owners_are_notified():
+    assert "to_emails is required unless notify_instance_owner is true" in problems(to_emails=None)
+    settings = Settings.from_environ(environ(to_emails=None, notify_instance_owner="TRUE"))
+    assert settings.to_emails == () and settings.notify_instance_owner
+
+
+def test_to_emails_accepts_commas_and_semicolons():
+    settings = Settings.from_environ(environ(to_emails="a@contoso.com; b@contoso.com,a@contoso.com"))
+    assert settings.to_emails == ("a@contoso.com", "b@contoso.com")
+
+
+def test_cancel_url_must_be_https_except_on_localhost():
+    assert Settings.from_environ(environ(func_cancel_shutdown="http://localhost:7071/api/CancelShutDown"))
+    assert any(p.startswith("func_cancel_shutdown") for p in problems(func_cancel_shutdown="http://x.net/a"))
+
+
+def test_subject_must_be_one_line_and_defaults_when_empty():
+    assert any(p.startswith("subject") for p in problems(subject="a\r\nBcc: x@evil.com"))
+    assert Settings.from_environ(environ(subject="")).subject == "Azure ML compute instances stop tonight"
+
+
+def test_schedule_zone_follows_the_platform_tz():
+    assert str(Settings.from_environ(environ(TZ="America/New_York")).schedule_zone) == "America/New_York"
