@@ -1,0 +1,477 @@
+"""The stand-ins, driven by the REAL SDKs (not by the app).
+
+These tests pin down what azureml-core 1.61, sendgrid 6.12.5 and azure-cosmosdb-table 1.0.6 do over
+the wire and which exceptions they raise, so the app's error mapping rests on observed behaviour.
+"""
+
+import base64
+import json
+import socket
+import threading
+import time
+import urllib.error
+
+import pytest
+import requests
+import sendgrid
+from azure.common import AzureConflictHttpError, AzureException, AzureHttpError
+from azure.cosmosdb.table.common.retry import no_retry
+from azure.cosmosdb.table.tableservice import TableService
+from azureml._restclient import clientbase
+from azureml._vendor.azure_cli_core.azclierror import AuthenticationError
+from azureml.core import Workspace
+from azureml.core.authentication import ServicePrincipalAuthentication
+from azureml.core.compute import AmlCompute, ComputeInstance, ComputeTarget
+from azureml.exceptions import ComputeTargetException, ProjectSystemException
+from python_http_client.exceptions import (
+    BadRequestsError,
+    ForbiddenError,
+    InternalServerError,
+    UnauthorizedError,
+)
+from sendgrid.helpers.mail import Mail
+
+from tests.standins.azurite import free_port
+
+pytestmark = pytest.mark.integration
+
+RP = "/providers/Microsoft.MachineLearningServices/workspaces"
+
+
+def make_workspace(standins, **override):
+    a = standins.azureml
+    cfg = {
+        "tenant": a.tenant_id,
+        "client": a.client_id,
+        "secret": a.client_secret,
+        "sub": a.subscription_id,
+        "rg": a.resource_group,
+        "name": a.workspace,
+        **override,
+    }
+    auth = ServicePrincipalAuthentication(cfg["tenant"], cfg["client"], cfg["secret"])
+    return Workspace(cfg["sub"], cfg["rg"], cfg["name"], auth=auth)
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def a_mail(to="bob@contoso.com", **content):
+    content = content or {"html_content": '<p>Hello <a href="https://example.org/keep?t=1">keep it</a></p>'}
+    return Mail(from_email="noreply@contoso.com", to_emails=to, subject="Your compute", **content)
+
+
+# --------------------------------------------------------------------------- azureml-core
+def test_retries_are_disabled_for_the_whole_run():
+    # Precondition of every timing assertion below: read by azureml at import time.
+    assert clientbase.DEFAULT_RETRIES == 0
+
+
+def test_workspace_list_over_pages_and_stop(standins, monkeypatch):
+    a = standins.azureml
+    monkeypatch.setattr(a, "page_size", 2)
+    monkeypatch.setattr(a, "stop_delay", 0.5)  # long enough to see "Stopping" on a busy machine
+    for i in range(4):
+        a.seed(f"ci-{i}", created_by=f"user{i}@contoso.com")
+    a.seed("cluster", compute_type="AmlCompute")
+
+    ws = make_workspace(standins)
+    computes = ComputeTarget.list(ws)
+
+    assert [(type(c), c.name) for c in computes] == [
+        *[(ComputeInstance, f"ci-{i}") for i in range(4)],
+        (AmlCompute, "cluster"),
+    ]
+    ci = next(c for c in computes if c.name == "ci-2")
+    assert ci.status.state == "Running"
+    assert ci.status.created_by_user_name == "user2@contoso.com"
+
+    pages = standins.records(service="azureml", method="GET", path_regex=r"/computes$")
+    assert len(pages) == 3  # 5 computes, 2 per page, nextLink followed
+    assert [p.query.get("$skipToken") for p in pages] == [None, "2", "4"]
+    assert all(p.query.get("api-version") == "2020-02-02" for p in pages)
+
+    ci.stop()
+    assert standins.stopped_names() == ["ci-2"]
+    assert a.instance("ci-2") == "Stopping"
+    assert wait_for(lambda: a.instance("ci-2") == "Stopped")
+    assert a.instances() == {
+        "ci-0": "Running",
+        "ci-1": "Running",
+        "ci-2": "Stopped",
+        "ci-3": "Running",
+        "cluster": "Running",
+    }
+
+    sub, rg, name, region = a.subscription_id, a.resource_group, a.workspace, a.region
+    ws_path = f"/subscriptions/{sub}/resourceGroups/{rg}{RP}/{name}"
+    calls = [(r.method, r.host, r.path, r.status) for r in standins.log]
+    assert calls == [
+        ("GET", "login.microsoftonline.com", f"/{a.tenant_id}/v2.0/.well-known/openid-configuration", 200),
+        ("POST", "login.microsoftonline.com", f"/{a.tenant_id}/oauth2/v2.0/token", 200),
+        ("GET", "management.azure.com", "/subscriptions", 200),
+        ("GET", "management.azure.com", ws_path, 200),
+        ("GET", f"{region}.api.azureml.ms", "/discovery", 200),
+        *[("GET", f"{region}.api.azureml.ms", f"/rp/workspaces{ws_path}/computes", 200)] * 3,
+        ("GET", f"{region}.api.azureml.ms", f"/rp/workspaces{ws_path}/computes/ci-2", 200),
+        ("POST", "management.azure.com", f"{ws_path}/computes/ci-2/stop", 202),
+    ], standins.traffic.dump()
+
+
+def test_stop_answers_202_with_async_operation_that_succeeds(standins, monkeypatch):
+    a = standins.azureml
+    monkeypatch.setattr(a, "stop_delay", 0.5)
+    a.seed("ci-x")
+    ws = make_workspace(standins)
+    ComputeInstance(ws, "ci-x").stop()
+
+    (stop,) = standins.records(service="arm", method="POST", path_regex=r"/stop$")
+    assert stop.header("Authorization").startswith("Bearer ")
+    status_url = stop.response_headers["Azure-AsyncOperation"]
+    assert status_url.startswith("https://management.azure.com/subscriptions/")
+    assert "Location" in stop.response_headers
+    headers = ws._auth.get_authentication_header()
+    assert requests.get(status_url, headers=headers, timeout=5).json()["status"] == "InProgress"
+    assert wait_for(lambda: a.instance("ci-x") == "Stopped")
+    assert requests.get(status_url, headers=headers, timeout=5).json()["status"] == "Succeeded"
+
+
+def test_token_is_a_jwt_for_the_tenant(standins):
+    make_workspace(standins)
+    (token_call,) = standins.records(service="aad", method="POST")
+    assert "grant_type=client_credentials" in token_call.body.decode()
+    token = json.loads(token_call.response_body)["access_token"]
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["tid"] == standins.azureml.tenant_id
+    assert claims["aud"] == "https://management.core.windows.net/"  # the ARM resource azureml asks for
+    assert claims["exp"] > time.time() + 600
+
+
+def test_stop_on_stopped_instance_raises_without_post(standins):
+    standins.azureml.seed("ci-off", state="Stopped")
+    ws = make_workspace(standins)
+    with pytest.raises(ComputeTargetException, match=r"current state \(Stopped\) does not support Stop"):
+        ComputeInstance(ws, "ci-off").stop()
+    assert standins.count(method="POST", path_regex=r"/stop$") == 0
+    assert standins.azureml.instance("ci-off") == "Stopped"
+
+
+def test_stop_on_stopping_instance_gets_409(standins, monkeypatch):
+    monkeypatch.setattr(standins.azureml, "stop_delay", 30)
+    standins.azureml.seed("ci-busy")
+    ci = ComputeInstance(make_workspace(standins), "ci-busy")
+    ci.stop()
+    with pytest.raises(ComputeTargetException, match="Response Code: 409") as exc:
+        ci.stop()
+    assert "already an active operation" in str(exc.value)
+    assert standins.stopped_names() == ["ci-busy"]
+
+
+def test_wrong_secret_raises_authentication_error_with_aadsts(standins):
+    with pytest.raises(AuthenticationError) as exc:
+        make_workspace(standins, secret="not-the-secret")
+    assert "AADSTS7000215: Invalid client secret provided" in str(exc.value)
+    assert standins.count(service="aad", method="POST", status=401) == 1
+    assert standins.count(service="arm") == 0
+
+
+def test_unknown_tenant_raises_value_error(standins):
+    with pytest.raises(
+        ValueError,
+        match=r"Unable to get authority configuration for https://login\.microsoftonline\.com/00000000-dead",
+    ):
+        make_workspace(standins, tenant="00000000-dead-beef-0000-000000000000")
+    (call,) = standins.records(service="aad")
+    assert call.status == 400
+    assert "AADSTS90002" in call.response_body.decode()
+
+
+def test_unknown_workspace_raises_project_system_exception(standins):
+    with pytest.raises(ProjectSystemException, match="Workspace not found"):
+        make_workspace(standins, name="no-such-ws")
+    (call,) = standins.records(service="arm", path_regex=r"/workspaces/no-such-ws$")
+    assert call.status == 404
+    assert json.loads(call.response_body)["error"]["code"] == "ResourceNotFound"
+
+
+def test_unknown_compute_raises_not_found(standins):
+    ws = make_workspace(standins)
+    with pytest.raises(ComputeTargetException, match="ComputeTargetNotFound"):
+        ComputeInstance(ws, "no-such-ci")
+    assert standins.count(service="azureml", path_regex=r"/computes/no-such-ci$", status=404) == 1
+
+
+def test_429_on_stop_surfaces_with_retry_after_and_no_retry(standins):
+    standins.azureml.seed("ci-1")
+    ci = ComputeInstance(make_workspace(standins), "ci-1")
+    fault = standins.add_fault(
+        service="arm", method="POST", path_regex=r"/stop$", status=429, headers={"Retry-After": "17"}, times=1
+    )
+    started = time.monotonic()
+    with pytest.raises(ComputeTargetException) as exc:
+        ci.stop()
+    assert time.monotonic() - started < 5
+    text = str(exc.value)
+    assert "Received bad response from Resource Provider" in text
+    assert "Response Code: 429" in text
+    assert "'Retry-After': '17'" in text
+    assert fault.hits == 1
+    assert standins.count(method="POST", path_regex=r"/stop$") == 1
+    assert standins.azureml.instance("ci-1") == "Running"
+    ci.stop()  # the fault is spent
+    assert standins.stopped_names() == ["ci-1"]
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path_regex", "expected"),
+    [
+        ("arm", "POST", r"/stop$", "Received bad response from Resource Provider"),
+        ("azureml", "GET", r"/computes$", "Error occurred retrieving targets"),
+    ],
+    ids=["stop", "list"],
+)
+def test_500_surfaces_as_compute_target_exception(standins, service, method, path_regex, expected):
+    standins.azureml.seed("ci-1")
+    ws = make_workspace(standins)
+    ci = ComputeInstance(ws, "ci-1")
+    standins.add_fault(service=service, method=method, path_regex=path_regex, status=500)
+    with pytest.raises(ComputeTargetException) as exc:
+        ci.stop() if method == "POST" else ComputeTarget.list(ws)
+    assert expected in str(exc.value)
+    assert "Response Code: 500" in str(exc.value)
+    assert standins.count(service=service, method=method, path_regex=path_regex) == 1  # no retries
+
+
+def test_500_on_a_later_page_of_the_list(standins, monkeypatch):
+    monkeypatch.setattr(standins.azureml, "page_size", 1)
+    standins.azureml.seed("ci-1")
+    standins.azureml.seed("ci-2")
+    ws = make_workspace(standins)
+    standins.add_fault(service="azureml", method="GET", path_regex=r"/computes$", status=500, skip=1)
+    with pytest.raises(ComputeTargetException, match="while retrieving paginated results") as exc:
+        ComputeTarget.list(ws)
+    assert "Response Code: 500" in str(exc.value)
+    pages = standins.records(service="azureml", path_regex=r"/computes$")
+    assert [(p.query.get("$skipToken"), p.status) for p in pages] == [(None, 200), ("1", 500)]
+
+
+def test_arm_and_regional_calls_need_an_issued_bearer_token(standins):
+    standins.azureml.seed("ci-1")
+    ws = make_workspace(standins)
+    url = f"https://management.azure.com{standins.azureml.workspace_arm_id}?api-version=2022-05-01"
+    assert requests.get(url, timeout=5).status_code == 401
+    bogus = requests.get(url, headers={"Authorization": "Bearer abc.def.ghi"}, timeout=5)
+    assert bogus.status_code == 401
+    assert bogus.json()["error"]["code"] == "InvalidAuthenticationToken"
+    assert requests.get(url, headers=ws._auth.get_authentication_header(), timeout=5).status_code == 200
+
+    standins.azureml.revoke_tokens()  # e.g. expired mid-run: the SDK keeps using its cached token
+    with pytest.raises(ComputeTargetException, match="Response Code: 401"):
+        ComputeTarget.list(ws)
+
+
+def test_connection_refused_raises_requests_proxy_error(standins, monkeypatch):
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HTTPS_PROXY", dead)
+    monkeypatch.setenv("https_proxy", dead)
+    with pytest.raises(requests.exceptions.ProxyError) as exc:
+        make_workspace(standins)
+    assert isinstance(exc.value, requests.exceptions.ConnectionError)
+    assert "Connection refused" in str(exc.value)
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        sendgrid.SendGridAPIClient(standins.sendgrid.api_key).send(a_mail())
+
+
+def test_dropped_connection_raises_connection_error(standins):
+    standins.azureml.seed("ci-1")
+    ws = make_workspace(standins)
+    standins.add_fault(service="azureml", path_regex=r"/computes$", drop=True, times=1)
+    with pytest.raises(requests.exceptions.ConnectionError, match="Remote end closed connection"):
+        ComputeTarget.list(ws)
+    assert [c.name for c in ComputeTarget.list(ws)] == ["ci-1"]
+
+
+# --------------------------------------------------------------------------- server, proxy, faults
+def test_unknown_host_gets_404_and_is_logged(standins):
+    resp = requests.get("https://dc.services.visualstudio.com/v2/track", timeout=5)
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "NoStandIn"
+    (rec,) = standins.records(service="unknown")
+    assert (rec.host, rec.path, rec.status) == ("dc.services.visualstudio.com", "/v2/track", 404)
+    assert "dc.services.visualstudio.com:443" in standins.proxy.connects
+
+
+def test_proxy_refuses_anything_but_connect(standins):
+    resp = requests.get("http://example.org/", proxies={"http": standins.proxy_url}, timeout=5)
+    assert resp.status_code == 405
+
+
+def test_latency_and_max_in_flight(standins):
+    url = f"https://{standins.azureml.regional_host}/discovery"
+    standins.latency = 0.3
+    started = time.monotonic()
+    threads = [threading.Thread(target=requests.get, args=(url,), kwargs={"timeout": 5}) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 0.3 <= time.monotonic() - started < 1.2  # concurrent, not 4 x 0.3 s
+    assert standins.count(path_regex="/discovery$", status=200) == 4
+    assert standins.max_in_flight(path_regex="/discovery$") == 4
+
+    standins.traffic.clear_log()
+    for _ in range(2):
+        requests.get(url, timeout=5)
+    assert standins.max_in_flight(service="azureml") == 1
+    assert all(r.duration >= 0.3 for r in standins.log)
+
+
+def test_fault_times_delay_and_default_bodies(standins):
+    url = f"https://{standins.azureml.regional_host}/discovery"
+    slow = standins.add_fault(service="azureml", delay=0.2, times=1)
+    flaky = standins.add_fault(
+        service="azureml",
+        method="GET",
+        path_regex="^/discovery$",
+        status=503,
+        headers={"Retry-After": "2"},
+        times=2,
+    )
+    first = requests.get(url, timeout=5)
+    assert first.status_code == 503
+    assert first.headers["Retry-After"] == "2"
+    assert first.json()["error"]["code"] == "ServiceUnavailable"
+    assert requests.get(url, timeout=5).status_code == 503
+    assert requests.get(url, timeout=5).status_code == 200
+    assert (slow.hits, flaky.hits) == (1, 2)
+    assert standins.log[0].duration >= 0.2
+    assert [r.fault for r in standins.log] == [True, True, False]
+
+    standins.add_fault(service="azureml", status=418, body={"custom": True}, times=1)
+    assert requests.get(url, timeout=5).json() == {"custom": True}
+
+
+# --------------------------------------------------------------------------- sendgrid
+def test_sendgrid_send_is_accepted_and_recorded(standins):
+    resp = sendgrid.SendGridAPIClient(standins.sendgrid.api_key).send(a_mail("carol@contoso.com"))
+    assert resp.status_code == 202
+    assert resp.headers["X-Message-Id"] == standins.sendgrid.message_ids[0]
+    (mail,) = standins.sendgrid.outbox
+    assert mail["personalizations"][0]["to"] == [{"email": "carol@contoso.com"}]
+    assert standins.sendgrid.mails_to("Carol@Contoso.com") == [mail]
+    assert "keep it" in standins.sendgrid.content_of(mail)
+    assert standins.count(service="sendgrid", method="POST", status=202) == 1
+
+
+def test_sendgrid_outbox_dir_gets_json_and_browsable_html(standins, monkeypatch, tmp_path):
+    monkeypatch.setattr(standins.sendgrid, "outbox_dir", tmp_path)
+    client = sendgrid.SendGridAPIClient(standins.sendgrid.api_key)
+    client.send(a_mail("dave@contoso.com"))
+    client.send(a_mail("erin@contoso.com", plain_text_content="a < b & https://example.org/x"))
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 4
+    assert files[0].endswith("-0001-dave@contoso.com.html") and files[1].endswith(
+        "-0001-dave@contoso.com.json"
+    )
+    assert files[2].endswith("-0002-erin@contoso.com.html") and files[3].endswith(
+        "-0002-erin@contoso.com.json"
+    )
+    html_page = (tmp_path / files[0]).read_text()
+    assert html_page == '<p>Hello <a href="https://example.org/keep?t=1">keep it</a></p>'
+    assert "<pre>a &lt; b &amp; https://example.org/x</pre>" in (tmp_path / files[2]).read_text()
+    assert json.loads((tmp_path / files[3]).read_text())["subject"] == "Your compute"
+
+
+def test_sendgrid_wrong_key_is_unauthorized(standins):
+    with pytest.raises(UnauthorizedError) as exc:
+        sendgrid.SendGridAPIClient("SG.wrong").send(a_mail())
+    assert exc.value.status_code == 401
+    assert json.loads(exc.value.body) == {
+        "errors": [
+            {
+                "message": "The provided authorization grant is invalid, expired, or revoked",
+                "field": None,
+                "help": None,
+            }
+        ]
+    }
+    assert standins.sendgrid.outbox == []
+
+
+def test_sendgrid_schema_violations_are_all_listed(standins):
+    sg = sendgrid.SendGridAPIClient(standins.sendgrid.api_key)
+    body = {"personalizations": [{"to": [{"email": "not-an-email"}]}], "subject": 3}
+    with pytest.raises(BadRequestsError) as exc:
+        sg.client.mail.send.post(request_body=body)
+    errors = json.loads(exc.value.body)["errors"]
+    assert {e["field"] for e in errors} == {"from", "content", "personalizations.0.to.0.email", "subject"}
+    assert all(e["help"] is None and e["message"] for e in errors)
+    assert standins.sendgrid.outbox == []
+
+
+@pytest.mark.parametrize(("status", "exc_type"), [(403, ForbiddenError), (500, InternalServerError)])
+def test_sendgrid_injected_errors(standins, status, exc_type):
+    standins.add_fault(service="sendgrid", status=status, times=1)
+    with pytest.raises(exc_type) as exc:
+        sendgrid.SendGridAPIClient(standins.sendgrid.api_key).send(a_mail())
+    assert exc.value.status_code == status
+    assert json.loads(exc.value.body)["errors"][0]["message"]
+    assert standins.sendgrid.outbox == []
+
+
+# --------------------------------------------------------------------------- azure-cosmosdb-table
+def table_service(azurite):
+    service = TableService(connection_string=azurite.connection_string)
+    service.retry = no_retry  # default ExponentialRetry needs ~60 s to give up on a dead endpoint
+    return service
+
+
+def test_table_crud_against_azurite(azurite):
+    ts = table_service(azurite)
+    assert ts.create_table("shutdowns") is True
+    ts.insert_entity("shutdowns", {"PartitionKey": "2024-06-01", "RowKey": "ci-1", "owner": "alice"})
+    with pytest.raises(AzureConflictHttpError) as exc:
+        ts.insert_entity("shutdowns", {"PartitionKey": "2024-06-01", "RowKey": "ci-1", "owner": "bob"})
+    assert exc.value.status_code == 409
+    assert "EntityAlreadyExists" in str(exc.value)
+    rows = list(ts.query_entities("shutdowns", filter="PartitionKey eq '2024-06-01'"))
+    assert [(r["RowKey"], r["owner"]) for r in rows] == [("ci-1", "alice")]
+
+
+def test_azurite_down_raises_quickly_without_retry_and_restarts(azurite):
+    ts = table_service(azurite)
+    ts.create_table("shutdowns")
+    azurite.stop()
+    started = time.monotonic()
+    with pytest.raises(AzureException) as exc:
+        ts.get_entity("shutdowns", "p", "r")
+    assert time.monotonic() - started < 2
+    assert not isinstance(exc.value, AzureHttpError)  # no HTTP status: nothing answered
+    assert "Connection refused" in str(exc.value)
+
+    azurite.start()
+    assert ts.exists("shutdowns") is False  # in-memory: a restart starts empty
+    assert ts.create_table("shutdowns") is True
+
+
+def test_azureml_calls_have_no_client_timeout(standins):
+    """Documents a hazard: neither azureml-core nor MSAL pass a timeout, and the process-wide socket
+    default does not apply to requests either, so a hanging endpoint blocks the caller indefinitely."""
+    standins.azureml.seed("ci-1")
+    ws = make_workspace(standins)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(0.1)
+    try:
+        standins.add_fault(service="azureml", path_regex=r"/computes$", delay=0.6, times=1)
+        started = time.monotonic()
+        assert [c.name for c in ComputeTarget.list(ws)] == ["ci-1"]
+        assert time.monotonic() - started >= 0.6
+    finally:
+        socket.setdefaulttimeout(previous)

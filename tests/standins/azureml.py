@@ -1,0 +1,538 @@
+"""Stand-in for Entra ID (AAD), Azure Resource Manager and the regional Azure ML API.
+
+It answers exactly the calls that unmodified ``azureml-core`` makes for::
+
+    ws = Workspace(sub, rg, name, auth=ServicePrincipalAuthentication(tenant, client_id, secret))
+    ComputeTarget.list(ws)            # regional host, follows nextLink
+    ComputeInstance(ws, name).stop()  # GET on the regional host, then POST .../stop on ARM
+
+Hosts and the service names used in the request log and in faults:
+
+* ``login.microsoftonline.com`` -> ``"aad"``: OpenID configuration, instance discovery and the
+  client-credentials token endpoint. Tokens are HS256 JWTs (the SDK decodes them without checking the
+  signature, e.g. for ``exp``) and are remembered, so ARM/regional calls can demand one of them.
+* ``management.azure.com`` -> ``"arm"``: subscriptions, the workspace (its ``discoveryUrl`` points at
+  the regional host), computes, ``POST .../stop`` (202 + ``Azure-AsyncOperation`` + ``Location``) and
+  the async-operation URLs.
+* ``<region>.api.azureml.ms`` -> ``"azureml"``: ``/discovery`` (anonymous, as azureml-core fetches it
+  without a token) and ``/rp/workspaces/...computes[/{name}]``.
+
+Bodies are built in :mod:`tests.standins.azureml_payloads`; this module holds the behaviour.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from urllib.parse import parse_qsl, quote
+
+from . import azureml_payloads as p
+from .server import Request, Response
+from .traffic import Traffic
+
+#: States in which Azure accepts a stop request (202). Others get 409 from the stand-in.
+STOPPABLE_STATES = frozenset(
+    {
+        "Running",
+        "JobRunning",
+        "Starting",
+        "Restarting",
+        "SettingUp",
+        "UserSettingUp",
+        "SetupFailed",
+        "UserSetupFailed",
+    }
+)
+COMPUTE_TYPES = ("ComputeInstance", "AmlCompute")
+API_VERSION_RP = "2020-02-02"  # what azureml-core sends for computes
+STATUS_API_VERSION = "2023-04-01"
+
+_WS_RE = re.compile(
+    rf"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+){p.PROVIDER}"
+    r"/workspaces/(?P<ws>[^/]+)(?P<rest>/.*)?$",
+    re.IGNORECASE,
+)
+_OP_RE = re.compile(
+    rf"^/subscriptions/(?P<sub>[^/]+){p.PROVIDER}/locations/(?P<loc>[^/]+)/"
+    r"(?P<kind>computeOperationsStatus|computeOperationsResults)/(?P<op>[^/]+)$",
+    re.IGNORECASE,
+)
+_COMPUTE_RE = re.compile(r"^/computes/([^/]+)(?:/(stop|start|restart))?$", re.IGNORECASE)
+_ARM_ERROR_CODES = {
+    400: "BadRequest",
+    401: "AuthenticationFailed",
+    403: "AuthorizationFailed",
+    404: "NotFound",
+    409: "Conflict",
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class Compute:
+    """A seeded compute. ``stop_at``: monotonic time at which a Stopping instance becomes Stopped."""
+
+    name: str
+    compute_type: str
+    state: str
+    created_by: str
+    created_on: str
+    modified_on: str
+    object_id: str
+    stop_at: float | None = None
+    operation_id: str | None = None
+    last_operation: str | None = None
+
+
+@dataclass
+class _Operation:
+    id: str
+    compute: str
+    started: str
+
+
+class AzureMLStandIn:
+    """Fake AAD + ARM + regional Azure ML for one tenant/subscription/workspace.
+
+    Seed computes with :meth:`seed`, inspect them with :meth:`instance` / :meth:`instances`. Faults and
+    the request log live in :attr:`traffic` (shared with the SendGrid stand-in under
+    :class:`~tests.standins.stack.StandIns`). ``page_size`` and ``stop_delay`` may be changed at any time.
+    """
+
+    def __init__(
+        self,
+        tenant_id: str = "5f1c1e4d-0000-4000-8000-00000000a11d",
+        client_id: str = "0c5b7a4e-0000-4000-8000-0000000c11e7",
+        client_secret: str = "standin-sp-secret",
+        subscription_id: str = "3b1c0d7e-0000-4000-8000-000000005ab5",
+        resource_group: str = "rg-ml-standin",
+        workspace: str = "ws-standin",
+        region: str = "westeurope",
+        page_size: int = 100,
+        stop_delay: float = 0.2,
+        token_lifetime: int = 3599,
+        traffic: Traffic | None = None,
+    ):
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.subscription_id = subscription_id
+        self.resource_group = resource_group
+        self.workspace = workspace
+        self.region = region
+        self.page_size = page_size
+        self.stop_delay = stop_delay
+        self.token_lifetime = token_lifetime
+        self.traffic = traffic if traffic is not None else Traffic()
+        self.workspace_id = str(uuid.uuid4())
+        self._signing_key = secrets.token_bytes(32)
+        self._tokens: set[str] = set()
+        self._computes: dict[str, Compute] = {}
+        self._operations: dict[str, _Operation] = {}
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------------ names and URLs
+    @property
+    def regional_host(self) -> str:
+        return f"{self.region}.api.azureml.ms"
+
+    @property
+    def workspace_arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"{p.PROVIDER}/workspaces/{self.workspace}"
+        )
+
+    def compute_arm_id(self, name: str) -> str:
+        return f"{self.workspace_arm_id}/computes/{name}"
+
+    # ------------------------------------------------------------------------ test API
+    def seed(
+        self,
+        name: str,
+        state: str = "Running",
+        created_by: str = "alice@contoso.com",
+        compute_type: str = "ComputeInstance",
+    ) -> None:
+        """Add (or replace) a compute; ``created_by`` is the creator's UPN (``createdBy.userName``)."""
+        if compute_type not in COMPUTE_TYPES:
+            raise ValueError(f"compute_type must be one of {COMPUTE_TYPES}")
+        now = p.now_iso()
+        object_id = str(uuid.uuid5(uuid.NAMESPACE_URL, created_by))
+        with self._lock:
+            self._computes[name] = Compute(name, compute_type, state, created_by, now, now, object_id)
+
+    def instance(self, name: str) -> str:
+        """Current state of a seeded compute ("Running", "Stopping", "Stopped", ...). KeyError if unknown."""
+        with self._lock:
+            return self._current(self._computes[name]).state
+
+    def instances(self) -> dict[str, str]:
+        """All seeded computes, name -> current state, in seeding order."""
+        with self._lock:
+            return {name: self._current(c).state for name, c in self._computes.items()}
+
+    def compute(self, name: str) -> Compute:
+        """A copy of the full record of a seeded compute."""
+        with self._lock:
+            return replace(self._current(self._computes[name]))
+
+    def stopped_names(self) -> list[str]:
+        """Names whose ``POST .../computes/{name}/stop`` was answered 202, in completion order."""
+        records = self.traffic.records(
+            service="arm", method="POST", path_regex=r"/computes/[^/]+/stop$", status=202
+        )
+        return [rec.path.rsplit("/", 2)[-2] for rec in records]
+
+    def revoke_tokens(self) -> None:
+        """Forget every issued token: the next ARM/regional call gets 401 (expired-token scenario)."""
+        with self._lock:
+            self._tokens.clear()
+
+    def reset(self) -> None:
+        """Drop computes and operations; credentials and issued tokens stay valid.
+
+        The workspace id changes too: azureml-core caches discovery results per workspace id in
+        ``~/.azureml/.discovery``, and a fresh id makes every test see the same, complete call sequence.
+        """
+        with self._lock:
+            self._computes.clear()
+            self._operations.clear()
+            self.workspace_id = str(uuid.uuid4())
+
+    # ------------------------------------------------------------------------ server interface
+    def service_for_host(self, host: str) -> str | None:
+        known = {
+            "login.microsoftonline.com": "aad",
+            "management.azure.com": "arm",
+            self.regional_host.lower(): "azureml",
+        }
+        return known.get(host)
+
+    def fault_response(self, service: str, status: int) -> Response:
+        if service == "aad":
+            body = p.aad_error(
+                "temporarily_unavailable", 50000 + status % 1000, f"HTTP {status} (injected fault)."
+            )
+            return Response(status, body)
+        code = _ARM_ERROR_CODES.get(status, f"Http{status}")
+        return Response(status, p.arm_error(code, f"Injected fault: HTTP {status} {code}."))
+
+    def handle(self, req: Request) -> Response:
+        if req.service == "aad":
+            return self._aad(req)
+        if req.service == "azureml" and req.path.rstrip("/") == "/discovery" and req.method == "GET":
+            return Response(200, p.service_discovery(self.region))
+        unauthorized = self._check_bearer(req)
+        if unauthorized is not None:
+            return unauthorized
+        if req.service == "azureml":
+            return self._regional(req)
+        return self._arm(req)
+
+    # ------------------------------------------------------------------------ AAD
+    def _aad(self, req: Request) -> Response:
+        parts = [part for part in req.path.split("/") if part]
+        if parts[:3] == ["common", "discovery", "instance"]:
+            return Response(200, p.instance_discovery())
+        if not parts:
+            return Response(404, p.aad_error("invalid_request", 900144, "Unknown endpoint."))
+        tenant, rest = parts[0], "/".join(parts[1:])
+        if tenant.lower() != self.tenant_id.lower():
+            return Response(
+                400,
+                p.aad_error(
+                    "invalid_tenant",
+                    90002,
+                    f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are "
+                    "signing into the correct cloud. Check with your subscription administrator, this may "
+                    "happen if there are no active subscriptions for the tenant.",
+                ),
+            )
+        if req.method == "GET" and rest in (
+            "v2.0/.well-known/openid-configuration",
+            ".well-known/openid-configuration",
+        ):
+            return Response(200, p.openid_configuration(self.tenant_id))
+        if req.method == "POST" and rest in ("oauth2/v2.0/token", "oauth2/token"):
+            return self._token(req)
+        return Response(404, p.aad_error("invalid_request", 900144, f"Unknown endpoint /{rest}."))
+
+    def _token(self, req: Request) -> Response:
+        form = dict(parse_qsl(req.body.decode(), keep_blank_values=True))
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        auth = req.header("Authorization") or ""
+        if auth.lower().startswith("basic "):  # client_secret_basic
+            client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+        if form.get("grant_type") != "client_credentials":
+            error = p.aad_error(
+                "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+            )
+            return Response(400, error)
+        if client_id != self.client_id:
+            error = p.aad_error(
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory "
+                f"'{self.tenant_id}'. This can happen if the application has not been installed by the "
+                "administrator of the tenant or consented to by any user in the tenant. You may have sent "
+                "your authentication request to the wrong tenant.",
+            )
+            return Response(400, error)
+        if not secret or not hmac.compare_digest(secret, self.client_secret):
+            error = p.aad_error(
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client "
+                f"secret value, not the client secret ID, for a secret added to app '{self.client_id}'.",
+            )
+            return Response(401, error)
+        # scope "https://management.core.windows.net//.default" -> aud "https://management.core.windows.net/"
+        scopes = form.get("scope", "").split()
+        audience = next((s[: -len("/.default")] for s in scopes if s.endswith("/.default")), "")
+        token = self._issue_token(audience or "https://management.core.windows.net/")
+        body = {
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime,
+            "ext_expires_in": self.token_lifetime,
+            "access_token": token,
+        }
+        return Response(200, body)
+
+    def _issue_token(self, audience: str) -> str:
+        now = int(time.time())
+        app_oid = str(uuid.uuid5(uuid.NAMESPACE_URL, self.client_id))
+        claims = {
+            "aud": audience,
+            "iss": f"https://sts.windows.net/{self.tenant_id}/",
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.token_lifetime,
+            "appid": self.client_id,
+            "appidacr": "1",
+            "idtyp": "app",
+            "oid": app_oid,
+            "sub": app_oid,
+            "tid": self.tenant_id,
+            "uti": secrets.token_urlsafe(16),
+            "ver": "1.0",
+        }
+        header = _b64url(json.dumps({"typ": "JWT", "alg": "HS256", "kid": "standin"}).encode())
+        signing_input = f"{header}.{_b64url(json.dumps(claims).encode())}"
+        signature = _b64url(hmac.new(self._signing_key, signing_input.encode(), hashlib.sha256).digest())
+        token = f"{signing_input}.{signature}"
+        with self._lock:
+            self._tokens.add(token)
+        return token
+
+    def _check_bearer(self, req: Request) -> Response | None:
+        scheme, _, token = (req.header("Authorization") or "").partition(" ")
+        with self._lock:
+            if scheme.lower() == "bearer" and token in self._tokens:
+                return None
+        authority = f"https://login.microsoftonline.com/{self.tenant_id}"
+        challenge = {"WWW-Authenticate": f'Bearer authorization_uri="{authority}", error="invalid_token"'}
+        if not scheme:
+            error = p.arm_error(
+                "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+            )
+        else:
+            error = p.arm_error("InvalidAuthenticationToken", "The access token is invalid or has expired.")
+        return Response(401, error, challenge)
+
+    # ------------------------------------------------------------------------ ARM
+    def _arm(self, req: Request) -> Response:
+        path = req.path.rstrip("/")
+        if path == "/subscriptions" and req.method == "GET":
+            body = {
+                "count": {"type": "Total", "value": 1},
+                "value": [p.subscription(self.subscription_id, self.tenant_id)],
+            }
+            return Response(200, body)
+        m = re.match(r"^/subscriptions/([^/]+)$", path, re.IGNORECASE)
+        if m and req.method == "GET":
+            if m.group(1).lower() != self.subscription_id.lower():
+                return self._subscription_not_found(m.group(1))
+            return Response(200, p.subscription(self.subscription_id, self.tenant_id))
+        m = _OP_RE.match(path)
+        if m and req.method == "GET":
+            return self._operation(
+                m.group("op"), results=m.group("kind").lower() == "computeoperationsresults"
+            )
+        m = _WS_RE.match(path)
+        if m:
+            missing = self._check_workspace(m)
+            if missing is not None:
+                return missing
+            rest = (m.group("rest") or "").rstrip("/")
+            if rest == "" and req.method == "GET":
+                body = p.workspace(
+                    self.workspace_arm_id, self.workspace, self.region, self.workspace_id, self.tenant_id
+                )
+                return Response(200, body)
+            return self._computes_api(req, rest, arm=True)
+        message = f"The loopback ARM stand-in does not serve {req.method} {req.path}."
+        return Response(404, p.arm_error("InvalidResourceType", message))
+
+    def _subscription_not_found(self, sub: str) -> Response:
+        return Response(
+            404, p.arm_error("SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
+        )
+
+    def _check_workspace(self, m: re.Match) -> Response | None:
+        sub, rg, ws = m.group("sub"), m.group("rg"), m.group("ws")
+        if sub.lower() != self.subscription_id.lower():
+            return self._subscription_not_found(sub)
+        if rg.lower() != self.resource_group.lower():
+            return Response(
+                404, p.arm_error("ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+            )
+        if ws.lower() != self.workspace.lower():
+            message = (
+                f"The Resource 'Microsoft.MachineLearningServices/workspaces/{ws}' under resource group "
+                f"'{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+            )
+            return Response(404, p.arm_error("ResourceNotFound", message))
+        return None
+
+    def _operation(self, op_id: str, results: bool) -> Response:
+        with self._lock:
+            op = self._operations.get(op_id)
+            if op is None:
+                return Response(404, p.arm_error("OperationNotFound", f"Operation '{op_id}' was not found."))
+            compute = self._computes.get(op.compute)
+            done = compute is None or self._current(compute).state != "Stopping"
+        if results:  # the Location URL: 202 while running, then 200
+            return Response(200, b"") if done else Response(202, b"", {"Retry-After": "1"})
+        return Response(200, p.operation_status(self.subscription_id, self.region, op_id, op.started, done))
+
+    # ------------------------------------------------------------------------ regional host
+    def _regional(self, req: Request) -> Response:
+        path = req.path.rstrip("/")
+        if path.lower().startswith("/rp/workspaces/"):
+            m = _WS_RE.match(path[len("/rp/workspaces") :])
+            if m:
+                missing = self._check_workspace(m)
+                if missing is not None:
+                    return missing
+                return self._computes_api(req, (m.group("rest") or "").rstrip("/"), arm=False)
+        message = f"The regional stand-in does not serve {req.method} {req.path}."
+        return Response(404, p.aml_error(self.region, "NotFound", message))
+
+    # ------------------------------------------------------------------------ computes (both hosts)
+    def _computes_api(self, req: Request, rest: str, arm: bool) -> Response:
+        if rest == "/computes" and req.method == "GET":
+            return self._list(req, arm)
+        m = _COMPUTE_RE.match(rest)
+        if not m:
+            message = f"Not served by the stand-in: {req.method} {req.path}"
+            return Response(404, p.aml_error(self.region, "NotFound", message))
+        name, action = m.group(1), (m.group(2) or "").lower()
+        with self._lock:
+            compute = self._computes.get(name)
+            if compute is None:
+                message = f"Compute '{name}' not found in workspace '{self.workspace}'."
+                return Response(404, p.aml_error(self.region, "NotFound", message))
+            if not action and req.method == "GET":
+                return Response(200, self._compute_json(self._current(compute)))
+            if action and req.method == "POST":
+                return self._action(compute, action)
+        message = f"{req.method} is not supported on {req.path}"
+        return Response(405, p.arm_error("MethodNotAllowed", message))
+
+    def _list(self, req: Request, arm: bool) -> Response:
+        try:
+            offset = int(req.query.get("$skipToken", "0"))
+        except ValueError:
+            return Response(400, p.aml_error(self.region, "BadArgument", "Invalid $skipToken."))
+        with self._lock:
+            everything = [self._compute_json(self._current(c)) for c in self._computes.values()]
+        body: dict = {"value": everything[offset : offset + self.page_size]}
+        if offset + self.page_size < len(everything):  # the last page has no nextLink at all
+            base = "https://management.azure.com" if arm else f"https://{self.regional_host}/rp/workspaces"
+            api_version = quote(req.query.get("api-version", API_VERSION_RP))
+            next_offset = offset + self.page_size
+            body["nextLink"] = (
+                f"{base}{self.workspace_arm_id}/computes?api-version={api_version}&$skipToken={next_offset}"
+            )
+        return Response(200, body)
+
+    def _current(self, c: Compute) -> Compute:
+        """Advance a Stopping instance to Stopped once ``stop_at`` has passed (caller holds the lock)."""
+        if c.state == "Stopping" and c.stop_at is not None and time.monotonic() >= c.stop_at:
+            c.state, c.stop_at, c.modified_on = "Stopped", None, p.now_iso()
+        return c
+
+    def _action(self, c: Compute, action: str) -> Response:
+        self._current(c)
+        if c.compute_type != "ComputeInstance":
+            message = f"Compute '{c.name}' of type {c.compute_type} does not support {action}."
+            return Response(400, p.aml_error(self.region, "BadArgument", message))
+        if action != "stop":
+            message = f"The stand-in only implements stop, not {action}."
+            return Response(400, p.aml_error(self.region, "NotSupported", message))
+        if c.state == "Stopping":
+            message = (
+                f"There is already an active operation submitted for compute instance '{c.name}' (Stop). "
+                "Please wait for it to complete."
+            )
+            return Response(409, p.arm_error("Conflict", message))
+        if c.state not in STOPPABLE_STATES:
+            message = (
+                f"Compute instance '{c.name}' is in state '{c.state}'; the Stop operation is not allowed."
+            )
+            return Response(409, p.arm_error("Conflict", message))
+        op = _Operation(id=str(uuid.uuid4()), compute=c.name, started=p.now_iso())
+        self._operations[op.id] = op
+        c.state, c.stop_at = "Stopping", time.monotonic() + self.stop_delay
+        c.operation_id, c.last_operation, c.modified_on = op.id, "Stop", p.now_iso()
+        sub, region = self.subscription_id, self.region
+        ops = f"https://management.azure.com/subscriptions/{sub}{p.PROVIDER}/locations/{region}"
+        headers = {
+            "Azure-AsyncOperation": f"{ops}/computeOperationsStatus/{op.id}?api-version={STATUS_API_VERSION}",
+            "Location": f"{ops}/computeOperationsResults/{op.id}?api-version={STATUS_API_VERSION}",
+            "Retry-After": "1",
+            "x-ms-request-id": str(uuid.uuid4()),
+        }
+        return Response(202, b"", headers)
+
+    def _compute_json(self, c: Compute) -> dict:
+        if c.compute_type == "ComputeInstance":
+            last_operation = None
+            if c.last_operation:
+                last_operation = {
+                    "operationName": c.last_operation,
+                    "operationTime": c.modified_on,
+                    "operationStatus": "InProgress" if c.state == "Stopping" else "Succeeded",
+                    "operationTrigger": "User",
+                }
+            properties = p.compute_instance_properties(
+                c.name, self.region, c.state, c.created_by, c.object_id, self.tenant_id, last_operation
+            )
+        else:
+            properties = p.aml_compute_properties(c.modified_on)
+        return p.compute(
+            self.compute_arm_id(c.name),
+            c.name,
+            self.region,
+            c.compute_type,
+            c.created_on,
+            c.modified_on,
+            properties,
+        )

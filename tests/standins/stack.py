@@ -1,0 +1,156 @@
+"""Everything the real SDKs need to talk to the loopback stand-ins, in one object.
+
+:class:`StandIns` starts the TLS server (AzureML + SendGrid stand-ins behind one port) and the
+CONNECT proxy in front of it, and tells you the environment that routes the SDKs there
+(:attr:`StandIns.env`). It is plain Python, usable from pytest fixtures, a demo script or a
+benchmark::
+
+    with StandIns() as s:
+        s.azureml.seed("ci-alice")
+        os.environ.update(s.env)          # or pass env=... to a subprocess
+        ...                               # run code that uses azureml-core / sendgrid
+        print(s.traffic.dump())
+
+Note: ``AZUREML_DEFAULT_RETRIES=0`` is *not* part of :attr:`env`: azureml-core reads it once at
+import time, so whoever imports azureml must set it before (see tests/integration/conftest.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from .azureml import AzureMLStandIn
+from .proxy import ConnectProxy
+from .sendgrid import SendGridStandIn
+from .server import StandInServer
+from .tls import LoopbackCA
+from .traffic import Fault, Record, Traffic
+
+
+class StandIns:
+    """TLS server + CONNECT proxy + both stand-ins. ``start()``/``stop()`` or use as a context manager.
+
+    Keyword arguments are passed to the stand-ins: ``azureml={...}`` to :class:`AzureMLStandIn`,
+    ``sendgrid={...}`` to :class:`SendGridStandIn` (e.g. ``sendgrid={"outbox_dir": "outbox"}``).
+    """
+
+    def __init__(self, azureml: dict[str, Any] | None = None, sendgrid: dict[str, Any] | None = None):
+        self.traffic = Traffic()
+        self.azureml = AzureMLStandIn(traffic=self.traffic, **(azureml or {}))
+        self.sendgrid = SendGridStandIn(traffic=self.traffic, **(sendgrid or {}))
+        self.ca: LoopbackCA | None = None
+        self.server: StandInServer | None = None
+        self.proxy: ConnectProxy | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> StandIns:
+        if self.server is not None:
+            return self
+        try:
+            self.ca = LoopbackCA()
+            self.server = StandInServer(self.ca.server_context(), [self.azureml, self.sendgrid], self.traffic)
+            self.server.start()
+            self.proxy = ConnectProxy(("127.0.0.1", self.server.port)).start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop proxy and server and delete the CA directory. Safe to call twice or after a failed start."""
+        proxy, server, ca = self.proxy, self.server, self.ca
+        self.proxy = self.server = self.ca = None
+        for closer in (proxy and proxy.stop, server and server.stop, ca and ca.cleanup):
+            if closer:
+                with contextlib.suppress(Exception):
+                    closer()
+
+    def __enter__(self) -> StandIns:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- how clients reach us
+    def _started(self) -> tuple[LoopbackCA, ConnectProxy]:
+        if self.ca is None or self.proxy is None:
+            raise RuntimeError("StandIns not started")
+        return self.ca, self.proxy
+
+    @property
+    def ca_file(self) -> str:
+        return self._started()[0].ca_file
+
+    @property
+    def proxy_url(self) -> str:
+        return self._started()[1].url
+
+    @property
+    def https_port(self) -> int:
+        if self.server is None:
+            raise RuntimeError("StandIns not started")
+        return self.server.port
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment that sends HTTPS through the proxy and trusts the test CA; 127.0.0.1 stays direct."""
+        ca_file, proxy_url = self.ca_file, self.proxy_url
+        no_proxy = "127.0.0.1,localhost"
+        return {
+            "HTTPS_PROXY": proxy_url,
+            "https_proxy": proxy_url,
+            "NO_PROXY": no_proxy,
+            "no_proxy": no_proxy,
+            "REQUESTS_CA_BUNDLE": ca_file,
+            "SSL_CERT_FILE": ca_file,
+        }
+
+    # ---------------------------------------------------------------- faults and log (shared Traffic)
+    def add_fault(
+        self,
+        service: str | None = None,
+        method: str | None = None,
+        path_regex: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        times: int | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        skip: int = 0,
+    ) -> Fault:
+        """See :meth:`Traffic.add_fault`. service: None|"aad"|"arm"|"azureml"|"sendgrid"|"unknown"."""
+        return self.traffic.add_fault(
+            service, method, path_regex, status, headers, body, times, delay, drop, skip
+        )
+
+    @property
+    def latency(self) -> float:
+        return self.traffic.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.traffic.latency = seconds
+
+    @property
+    def log(self) -> list[Record]:
+        return self.traffic.records()
+
+    def records(self, service=None, method=None, path_regex=None, status=None) -> list[Record]:
+        return self.traffic.records(service, method, path_regex, status)
+
+    def count(self, service=None, method=None, path_regex=None, status=None) -> int:
+        return self.traffic.count(service, method, path_regex, status)
+
+    def max_in_flight(self, service=None, method=None, path_regex=None, status=None) -> int:
+        return self.traffic.max_in_flight(service, method, path_regex, status)
+
+    def stopped_names(self) -> list[str]:
+        return self.azureml.stopped_names()
+
+    def reset(self) -> None:
+        """Between tests: no computes, faults, log, outbox, latency; credentials and tokens stay."""
+        self.traffic.reset()
+        self.azureml.reset()
+        self.sendgrid.reset()
