@@ -87,20 +87,39 @@ class AzureMLWorkspace:
         return translate(error, what, credentials)
 
 
+# Azure AD error codes -> the App Settings that most likely hold the mistake.
+AAD_CODES = {
+    "AADSTS7000215": ("service_principal_password",),  # invalid client secret
+    "AADSTS7000222": ("service_principal_password",),  # client secret expired
+    "AADSTS700016": ("service_principal_id", "tenant_id"),  # application not found in tenant
+    "AADSTS90002": ("tenant_id",),  # tenant not found
+}
+
+
 def translate(error: Exception, what: str, credentials: tuple[str, ...]) -> ServiceError:
-    """Turn an azureml-core, MSAL or requests exception into our error tree."""
+    """Turn an azureml-core, MSAL or requests exception into our error tree.
+
+    azureml-core reports HTTP failures as text ("Response Code: 429 ... 'Retry-After': '17'"), so the
+    status and Retry-After are read from the message.
+    """
     text = str(error)
     status = _status(text)
+    aad = re.search(r"AADSTS\d+", text)
     if isinstance(error, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         return TransientServiceError(SERVICE, f"{what}: no answer ({type(error).__name__})")
-    if "AADSTS" in text or type(error).__name__ == "AuthenticationException" or status == 401:
-        return CredentialsError(SERVICE, f"{what}: authentication failed ({_aad_code(text)})", credentials)
-    if status == 403:
-        return CredentialsError(SERVICE, f"{what}: access denied (HTTP 403)", credentials)
-    if status == 404 or "not found" in text.lower():
+    if aad:
+        settings = AAD_CODES.get(aad.group(0), credentials)
+        return CredentialsError(SERVICE, f"{what}: Azure AD refused to sign in ({aad.group(0)})", settings)
+    if "Unable to get authority configuration" in text:
+        return CredentialsError(SERVICE, f"{what}: Azure AD does not know the tenant", ("tenant_id",))
+    if status in (401, 403) or "AuthenticationError" in type(error).__name__:
+        return CredentialsError(SERVICE, f"{what}: access denied (HTTP {status})", credentials)
+    if "don't have access to" in text and "subscription" in text:
         return NotFoundError(
-            SERVICE, f"{what}: not found (check App Settings {', '.join(WORKSPACE_SETTINGS)})"
+            SERVICE, f"{what}: subscription not found or not accessible (check subscription_id)"
         )
+    if status == 404 or "not found" in text.lower():
+        return NotFoundError(SERVICE, f"{what}: not found (check {', '.join(WORKSPACE_SETTINGS)})")
     if status in (408, 429) or (status is not None and status >= 500):
         return TransientServiceError(SERVICE, f"{what}: HTTP {status}", _retry_after(text))
     return ServiceError(SERVICE, f"{what}: {_first_line(text)}")
@@ -117,18 +136,13 @@ def _owner(compute) -> str | None:
 
 
 def _status(text: str) -> int | None:
-    match = re.search(r"Response Code: (\d{3})", text) or re.search(r"\bstatus code:? (\d{3})", text, re.I)
+    match = re.search(r"Response Code: (\d{3})", text) or re.search(r"HTTP Error:? (\d{3})", text)
     return int(match.group(1)) if match else None
 
 
 def _retry_after(text: str) -> float | None:
     match = re.search(r"'Retry-After': '(\d+(?:\.\d+)?)'", text, re.I)
     return float(match.group(1)) if match else None
-
-
-def _aad_code(text: str) -> str:
-    match = re.search(r"AADSTS\d+", text)
-    return match.group(0) if match else _first_line(text)
 
 
 def _first_line(text: str) -> str:

@@ -16,10 +16,20 @@ import os
 # azureml-core reads this once, at import time: without it a 429/5xx costs minutes of retries.
 os.environ.setdefault("AZUREML_DEFAULT_RETRIES", "0")
 
+import importlib
+import re
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
+import azure.functions as func
 import pytest
+from azure.cosmosdb.table.common.retry import no_retry
+from azure.cosmosdb.table.tableservice import TableService
+from azure.functions.timer import TimerRequest
 
+from shared import app
+from tests.fakes import VALID_ENVIRON
 from tests.standins import Azurite, StandIns
 
 _HERE = Path(__file__).parent
@@ -57,12 +67,86 @@ def azurite_session():
 
 @pytest.fixture
 def azurite(azurite_session):
-    from azure.cosmosdb.table.common.retry import no_retry
-    from azure.cosmosdb.table.tableservice import TableService
-
     azurite_session.start()  # no-op when running
     service = TableService(connection_string=azurite_session.connection_string)
     service.retry = no_retry
     for table in service.list_tables():
         service.delete_table(table.name)
     yield azurite_session
+
+
+# --------------------------------------------------------------------------- the app, wired to the wire
+class Wire:
+    """The three functions with their real adapters, pointed at the stand-ins and Azurite.
+
+    Only the clock and the sleep between retries are injected (through shared.app.ADAPTERS):
+    time is controlled by the test, and retry waits are recorded instead of slept.
+    """
+
+    MAIL_AT = datetime(2026, 11, 24, 16, tzinfo=UTC)  # 17:00 Berlin; the shutdown runs at 20:00
+    SWEEP_AT = datetime(2026, 11, 24, 19, 0, 1, tzinfo=UTC)
+    CANCEL_URL = "https://autoshutdown.example.net/api/CancelShutDown?code=wire-function-key"
+
+    def __init__(self, standins, azurite, monkeypatch):
+        self.standins, self.azurite, self.monkeypatch = standins, azurite, monkeypatch
+        self.now = self.MAIL_AT
+        self.slept: list[float] = []
+        aml = standins.azureml
+        self.environ = {
+            **VALID_ENVIRON,
+            "AzureWebJobsStorage": azurite.connection_string,
+            "tenant_id": aml.tenant_id,
+            "subscription_id": aml.subscription_id,
+            "service_principal_id": aml.client_id,
+            "service_principal_password": aml.client_secret,
+            "resource_group": aml.resource_group,
+            "aml_workspace": aml.workspace,
+            "SENDGRID_API_KEY": standins.sendgrid.api_key,
+            "func_cancel_shutdown": self.CANCEL_URL,
+        }
+        monkeypatch.delenv("TZ", raising=False)
+        self.configure()
+        adapters = app.Adapters(clock=lambda: self.now, sleep=self.slept.append)
+        monkeypatch.setattr(app, "ADAPTERS", adapters)
+
+    def configure(self, **overrides: str | None) -> None:
+        """Set the App Settings (VALID_ENVIRON pointed at the stand-ins, plus overrides)."""
+        for name, value in {**self.environ, **overrides}.items():
+            if value is None:
+                self.monkeypatch.delenv(name, raising=False)
+            else:
+                self.monkeypatch.setenv(name, value)
+
+    # the three functions, called the way the Functions host calls them
+    def mail(self) -> None:
+        importlib.import_module("MailSender").main(TimerRequest())
+
+    def sweep(self) -> None:
+        self.now = self.SWEEP_AT
+        importlib.import_module("ComputeShutdown").main(TimerRequest())
+
+    def click(self, method: str, link: str, headers: dict[str, str] | None = None) -> func.HttpResponse:
+        params = dict(parse_qsl(urlsplit(link).query, keep_blank_values=True))
+        req = func.HttpRequest(method, link, headers=headers or {}, params=params, body=b"")
+        return importlib.import_module("CancelShutDown").main(req)
+
+    # what the world looks like
+    def mails(self) -> list[dict]:
+        return list(self.standins.sendgrid.outbox)
+
+    def link(self, instance: str, to: str = "ml-team@contoso.com") -> str:
+        (mail,) = self.standins.sendgrid.mails_to(to)
+        text = self.standins.sendgrid.content_of(mail, "text/plain")
+        return re.search(rf"\* {instance} .*\n  Keep it running tonight: (\S+)", text).group(1)
+
+    def ledger(self) -> list[dict]:
+        service = TableService(connection_string=self.azurite.connection_string)
+        service.retry = no_retry
+        if not service.exists("cishutdown"):
+            return []
+        return list(service.query_entities("cishutdown"))
+
+
+@pytest.fixture
+def wire(standins, azurite, monkeypatch) -> Wire:
+    return Wire(standins, azurite, monkeypatch)
