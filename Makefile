@@ -4,12 +4,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: help venv node test unit integration lint format bench run clean
+.PHONY: help venv node test unit integration browser screenshots lint format bench run clean
 
 help:
 	@echo "make run          serve the app locally (demo stand-ins unless local.settings.json exists)"
 	@echo "make test         unit + integration (+ browser, when Chromium is installed) tests"
 	@echo "make unit         unit tests only (no Node, no network)"
+	@echo "make browser      browser tests only (needs chromium + chromium-driver)"
+	@echo "make screenshots  refresh docs/screenshots from the browser tests"
 	@echo "make lint         ruff"
 	@echo "make bench        benchmark table -> docs/benchmarks.md"
 
@@ -35,6 +37,15 @@ unit: venv
 
 integration: venv node
 	$(PY) -m pytest tests/integration
+
+browser: venv node
+	$(PY) -m pytest tests/e2e/test_browser.py -ra
+
+screenshots: venv node
+	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest tests/e2e/test_browser.py -ra
+
+run: venv node
+	$(PY) -m devhost
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from functools import cache
 from pathlib import Path
 
@@ -35,5 +35,7 @@ def format_local(instant: datetime, zone: tzinfo) -> str:
     """'Tuesday 24 November 2026 at 20:00 CET (Europe/Berlin)' - unambiguous for a reader anywhere."""
     local = instant.astimezone(zone)
     key = getattr(zone, "key", None)
-    suffix = f" ({key})" if key and key != local.tzname() else ""
+    # "CET" alone is ambiguous across countries; "UTC (Etc/UTC)" would only repeat itself.
+    universal = local.utcoffset() == timedelta(0) and local.tzname() in ("UTC", "GMT")
+    suffix = f" ({key})" if key and key != local.tzname() and not universal else ""
     return f"{local:%A} {local.day} {local:%B %Y at %H:%M} {local.tzname()}{suffix}"

@@ -52,3 +52,13 @@ def test_only_six_field_expressions_are_valid():
     assert schedule.is_valid("0 30 19 * * Mon-Fri")
     assert not schedule.is_valid("30 19 * * *")
     assert not schedule.is_valid("0 0 25 * * *")
+
+
+def test_times_are_shown_with_their_zone_and_never_twice_for_utc():
+    from shared.rendering import format_local
+
+    winter = at(2026, 11, 24, 19)
+    assert format_local(winter, BERLIN) == "Tuesday 24 November 2026 at 20:00 CET (Europe/Berlin)"
+    assert format_local(winter, ZoneInfo("Etc/UTC")) == "Tuesday 24 November 2026 at 19:00 UTC"
+    assert format_local(winter, UTC) == "Tuesday 24 November 2026 at 19:00 UTC"
+    assert format_local(winter, ZoneInfo("Europe/London")) == "Tuesday 24 November 2026 at 19:00 GMT"

@@ -1,0 +1,104 @@
+"""python -m devhost: serve the Functions app locally, at the URLs `func start` uses.
+
+Without local.settings.json it runs the self-contained demo (Azurite + loopback AzureML and SendGrid
+stand-ins). With it, it loads its Values like `func start` and talks to whatever they point at; a
+`UseDevelopmentStorage=true` storage setting gets a local Azurite on the standard port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from . import local_settings
+from .functions import FunctionLoadError, discover
+from .http_host import FunctionsHost
+from .timers import TimerScheduler
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("Host")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s: %(message)s", stream=sys.stdout)
+    signal.signal(signal.SIGTERM, lambda *_: _interrupt())  # stop as cleanly on SIGTERM as on Ctrl-C
+    cleanups: list[Callable[[], None]] = []  # run in reverse order, whatever happens
+    try:
+        steps = _environment(args, cleanups)
+        functions = discover(ROOT)
+        timers = TimerScheduler(functions)
+        host = FunctionsHost(args.port, functions)
+        cleanups.append(host.server_close)
+        _announce(functions, timers, args.port)
+        print(steps, flush=True)
+        timers.start()
+        cleanups.append(timers.stop)
+        host.serve_in_background()
+        cleanups.append(host.shutdown)
+        print(f"Host ready on http://localhost:{args.port}", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("Stopping...", flush=True)
+    except (FunctionLoadError, local_settings.LocalSettingsError, ValueError) as error:
+        print(f"Cannot start: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        for cleanup in reversed(cleanups):
+            cleanup()
+    return 0
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--settings", type=Path, default=ROOT / "local.settings.json")
+    parser.add_argument("--demo", action="store_true", help="run the demo even if local.settings.json exists")
+    parser.add_argument("--outbox", type=Path, default=ROOT / "outbox", help="where the demo's mails go")
+    return parser.parse_args(argv)
+
+
+def _environment(args: argparse.Namespace, cleanups: list[Callable[[], None]]) -> str:
+    """Set up App Settings (and the demo's stand-ins); return what to tell the user."""
+    if args.demo or not args.settings.exists():
+        from .demo import Demo
+
+        demo = Demo(args.port, args.outbox)
+        cleanups.append(demo.stop)
+        os.environ.update(demo.start())
+        return demo.steps()
+    values = local_settings.load(args.settings)
+    local_settings.apply(values)
+    storage = os.environ.get("AzureWebJobsStorage", "")
+    if storage.replace(" ", "").lower() == "usedevelopmentstorage=true":
+        from tests.standins import Azurite
+
+        azurite = Azurite(port=10002)
+        cleanups.append(azurite.cleanup)
+        azurite.start()
+    return f"Using App Settings from {args.settings}."
+
+
+def _announce(functions, timers: TimerScheduler, port: int) -> None:
+    print("\nFunctions:", flush=True)
+    upcoming = timers.next_runs()
+    for function in functions:
+        if function.kind == "httpTrigger":
+            methods = ",".join(sorted(function.methods or {"any"}))
+            print(f"  {function.name}: [{methods}] http://localhost:{port}/api/{function.route}")
+        else:
+            print(f"  {function.name}: timerTrigger, next run {upcoming[function.name].isoformat()}")
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""End-to-end fixtures: the dev host (`python -m devhost --demo`) as a real process, and a real browser.
+
+The dev host starts its own Azurite and stand-ins; the tests talk to it only over HTTP and its outbox,
+exactly as a person following the README would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.standins.azurite import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT_ENV = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+class DevHost:
+    def __init__(self, outbox: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.outbox = outbox
+        self.lines: list[str] = []
+        env = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devhost", "--demo", "--port", str(self.port), "--outbox", str(outbox)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for_line("Host ready", timeout=60)
+
+    @property
+    def base(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, text: str, timeout: float = 30, after: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[after:]:
+                if text in line:
+                    return line
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"dev host never printed {text!r}; output:\n{self.output}")
+
+    def request(
+        self, method: str, url: str, body: bytes | None = None, headers=None
+    ) -> tuple[int, dict, str]:
+        req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return response.status, dict(response.headers), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read().decode()
+
+    def run_timer(self, name: str) -> int:
+        """POST /admin/functions/<name> with {} as under `func start`; wait until the run finished."""
+        mark = len(self.lines)
+        status, _, _ = self.request(
+            "POST", f"{self.base}/admin/functions/{name}", b"{}", {"Content-Type": "application/json"}
+        )
+        if status == 202:
+            self.wait_for_line(f"Executed 'Functions.{name}'", after=mark)
+        return status
+
+    def newest_mail(self, to: str) -> tuple[Path, dict]:
+        (newest,) = sorted(self.outbox.glob(f"*-{to}.json"))[-1:]
+        return newest.with_suffix(".html"), json.loads(newest.read_text(encoding="utf-8"))
+
+    def link(self, to: str, instance: str) -> str:
+        _, mail = self.newest_mail(to)
+        text = next(c["value"] for c in mail["content"] if c["type"] == "text/plain")
+        return re.search(rf"\* {instance} .*\n  Keep it running tonight: (\S+)", text).group(1)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # like Ctrl-C: the host cleans up after itself
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="module")
+def devhost(tmp_path_factory):
+    host = DevHost(tmp_path_factory.mktemp("outbox"))
+    try:
+        yield host
+    finally:
+        host.stop()
+
+
+def chromium_missing() -> str | None:
+    missing = [name for name in ("chromium", "chromedriver") if not shutil.which(name)]
+    if missing:
+        return (
+            f"browser tests skipped: {' and '.join(missing)} not installed "
+            "(Debian: apt-get install chromium chromium-driver; .ci/run does this when run as root)"
+        )
+    return None

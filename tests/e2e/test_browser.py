@@ -1,0 +1,126 @@
+"""What people see, in headless Chromium: the mail, the confirmation page, the success page, an error page.
+
+Runs against the dev host demo. Screenshots go to $SCREENSHOT_DIR (`make screenshots` sets docs/screenshots)
+or to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import chromium_missing
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or ""),
+]
+
+WINDOWS = {"desktop": (1280, 900), "phone": (390, 844)}
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+    "--hide-scrollbars", "--lang=en-US",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=list(WINDOWS))
+def browser(request, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else "chromium"
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    driver.window_name = request.param  # for screenshot names
+    resize(driver, WINDOWS[request.param][1])
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    target = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def resize(driver, height: int) -> None:
+    """Emulate the window's viewport exactly (a headless window cannot be narrower than 500 px)."""
+    width = WINDOWS[driver.window_name][0]
+    metrics = {
+        "width": width,
+        "height": height,
+        "deviceScaleFactor": 1,
+        "mobile": driver.window_name == "phone",
+    }
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
+def shoot(driver, screenshots: Path, page: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    # As tall as the content, so the whole mail or page is in the picture and little else.
+    content = driver.execute_script(
+        "return Math.ceil(document.querySelector('body > *:last-child').getBoundingClientRect().bottom)"
+    )
+    resize(driver, content + 32)
+    assert driver.find_element(By.TAG_NAME, "body").screenshot(
+        str(screenshots / f"{page}-{driver.window_name}.png")
+    )
+
+
+def fits_the_window(driver) -> bool:
+    """No sideways scrolling, and the viewport really is as wide as the emulated window."""
+    inner, scroll = driver.execute_script("return [window.innerWidth, document.documentElement.scrollWidth]")
+    return inner == WINDOWS[driver.window_name][0] and scroll <= inner
+
+
+def test_mail_link_confirm_and_keep(browser, devhost, screenshots):
+    from selenium.webdriver.common.by import By
+
+    devhost.run_timer("MailSender")
+    mail_file, _ = devhost.newest_mail("ml-team@contoso.com")
+    browser.get(mail_file.as_uri())
+    assert "will be stopped tonight" in browser.find_element(By.TAG_NAME, "h1").text
+    assert fits_the_window(browser)
+    shoot(browser, screenshots, "mail")
+    resize(browser, WINDOWS[browser.window_name][1])
+
+    browser.find_element(By.LINK_TEXT, "Keep ci-alice running tonight").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Keep ci-alice running tonight?"
+    facts = browser.find_element(By.CSS_SELECTOR, "dl.facts").text
+    assert "ws-demo" in facts and "ci-alice" in facts
+    button = browser.find_element(By.CSS_SELECTOR, "form[method=post] button")
+    assert button.is_displayed() and button.text == "Keep ci-alice running tonight"
+    assert fits_the_window(browser)
+    shoot(browser, screenshots, "confirm")
+    resize(browser, WINDOWS[browser.window_name][1])
+
+    button.click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "ci-alice keeps running tonight"
+    assert "will not be stopped" in browser.find_element(By.CLASS_NAME, "lead").text
+    assert fits_the_window(browser)
+    shoot(browser, screenshots, "kept")
+    resize(browser, WINDOWS[browser.window_name][1])
+
+
+def test_a_tampered_link_shows_the_error_page(browser, devhost, screenshots):
+    from selenium.webdriver.common.by import By
+
+    devhost.run_timer("MailSender")
+    link = devhost.link("ml-team@contoso.com", "ci-alice")
+    browser.get(link[:-6] + ("AAAAAA" if not link.endswith("AAAAAA") else "BBBBBB"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "This link is not valid"
+    assert "damaged or was not issued" in browser.find_element(By.CLASS_NAME, "lead").text
+    assert browser.find_elements(By.TAG_NAME, "form") == []
+    assert fits_the_window(browser)
+    shoot(browser, screenshots, "error")
