@@ -112,6 +112,12 @@ def test_mail_link_confirm_and_keep(browser, devhost, screenshots):
     shoot(browser, screenshots, "kept")
     resize(browser, WINDOWS[browser.window_name][1])
 
+    mark = len(devhost.lines)
+    devhost.run_timer("ComputeShutdown")
+    summary = devhost.wait_for_line("ComputeShutdown for the night of", after=mark)
+    assert "kept by request 1" in summary and "failed 0" in summary
+    assert any("Keeping ci-alice running tonight" in line for line in devhost.lines[mark:])
+
 
 def test_a_tampered_link_shows_the_error_page(browser, devhost, screenshots):
     from selenium.webdriver.common.by import By
