@@ -105,6 +105,8 @@ def translate(error: Exception, what: str, credentials: tuple[str, ...]) -> Serv
     text = str(error)
     status = _status(text)
     aad = re.search(r"AADSTS\d+", text)
+    if type(error).__module__.startswith("msal"):
+        what = f"{what}: signing in to Azure AD"
     if isinstance(error, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         return TransientServiceError(SERVICE, f"{what}: no answer ({type(error).__name__})")
     if aad:

@@ -43,7 +43,7 @@ def call_with_budget(work: Callable[[], T], budget: float) -> T:
         future = pool.submit(work)
         wait([future], timeout=budget, return_when=FIRST_EXCEPTION)
         if not future.done():
-            raise OutOfTime(f"no answer within {budget:.0f} s")
+            raise OutOfTime(f"no answer within {budget:g} s")
         return future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -51,6 +51,6 @@ def call_with_budget(work: Callable[[], T], budget: float) -> T:
 
 def _outcome(future: Future[T], budget: float) -> T | Exception:
     if not future.done():
-        return OutOfTime(f"no answer within the run's {budget:.0f} s budget")
+        return OutOfTime(f"no answer within the run's {budget:g} s budget")
     error = future.exception()
     return error if isinstance(error, Exception) else future.result()

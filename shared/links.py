@@ -62,9 +62,15 @@ class LinkSigner:
 
 
 def check_grant(
-    grant: CancelGrant, workspace: str, selection: InstanceSelection, zone: tzinfo, now: datetime
+    grant: CancelGrant,
+    workspace: str,
+    selection: InstanceSelection,
+    zone: tzinfo,
+    now: datetime,
+    next_shutdown_day: date,
 ) -> None:
-    """Refuse a genuine link that no longer applies to this app, or whose shutdown already began."""
+    """Refuse a genuine link that no longer applies: another workspace, an instance no longer managed,
+    a shutdown that already began, or a night other than the one of the next shutdown."""
     if grant.workspace != workspace or not selection.includes(grant.instance):
         raise InvalidLinkError(
             f"This link is for compute instance {grant.instance} in workspace {grant.workspace}, "
@@ -79,6 +85,12 @@ def check_grant(
             "so it can no longer be cancelled.",
             "If the instance was stopped, start it again from Azure ML studio. To keep it running "
             "on a later night, use the link in that evening's e-mail.",
+        )
+    if grant.day != next_shutdown_day:
+        raise InvalidLinkError(
+            f"This link is for the shutdown on {grant.day:%A %d %B %Y}, but the next shutdown is on "
+            f"{next_shutdown_day:%A %d %B %Y}.",
+            "Nothing was changed. Use the link from the e-mail sent before the shutdown you want to skip.",
         )
 
 

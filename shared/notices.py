@@ -9,7 +9,7 @@ from datetime import date, datetime
 from . import schedule
 from .decisions import announced, mail_subject, plan_mails
 from .domain import Instance, OutgoingMail
-from .errors import AutoShutdownError, RunFailedError
+from .errors import AutoShutdownError, CredentialsError, RunFailedError
 from .fanout import run_bounded
 from .inventory import list_targets
 from .links import CancelGrant, LinkSigner, cancel_link
@@ -48,13 +48,24 @@ def send_shutdown_notices(
     if not mails:
         log.info("MailSender for the night of %s: no running instance to announce", day)
 
+    rejected: list[CredentialsError] = []  # once SendGrid refuses the key, every other send would too
+
     def send(mail: OutgoingMail) -> None:
         if settings.dry_run:
             log.info("Dry run: would mail %s about %s", mail.to, ", ".join(mail.instances))
-        else:
+            return
+        if rejected:
+            raise rejected[0]
+        try:
             policy.call(lambda: mailer.send(mail), f"mailing {mail.to}")
+        except CredentialsError as error:
+            rejected.append(error)
+            raise
 
     outcomes = run_bounded(mails, send, settings.max_parallel, send_budget)
+    if rejected:
+        log.error("MailSender for the night of %s: nobody was mailed: %s", day, rejected[0])
+        raise rejected[0]
     failures = {name: "not found in the workspace" for name in targets.missing}
     for mail, result in outcomes.items():
         if isinstance(result, Exception):

@@ -21,9 +21,10 @@ logging.getLogger("python_http_client").setLevel(logging.INFO)
 
 
 class SendGridMailer:
-    def __init__(self, api_key: str, from_email: str, from_name: str | None = None):
+    def __init__(self, api_key: str, from_email: str, from_name: str | None = None, timeout: float = TIMEOUT):
         self._client = SendGridAPIClient(api_key)
         self._sender = Email(from_email, from_name)
+        self._timeout = timeout
 
     def send(self, mail: OutgoingMail) -> None:
         message = Mail(from_email=self._sender, to_emails=To(mail.to), subject=mail.subject)
@@ -32,7 +33,7 @@ class SendGridMailer:
         # Click tracking would route each signed link through SendGrid's redirector (and its scanners).
         message.tracking_settings = TrackingSettings(click_tracking=ClickTracking(False, False))
         try:
-            self._client.client.mail.send.post(request_body=message.get(), timeout=TIMEOUT)
+            self._client.client.mail.send.post(request_body=message.get(), timeout=self._timeout)
         except HTTPError as error:
             raise _translate(error) from None
         except (URLError, TimeoutError, ConnectionError) as error:
@@ -42,7 +43,8 @@ class SendGridMailer:
 def _translate(error: HTTPError) -> ServiceError:
     status, messages = error.status_code, _messages(error)
     if status == 403 and "from address" in messages.lower():
-        return ServiceError(SERVICE, f"refused the sender: {messages} (check App Setting from_email)")
+        # Like a rejected key, an unverified sender fails every mail: the run stops at the first.
+        return CredentialsError(SERVICE, f"refused the sender ({messages})", ("from_email",))
     if status in (401, 403):
         return CredentialsError(
             SERVICE, f"rejected the API key (HTTP {status}: {messages})", ("SENDGRID_API_KEY",)

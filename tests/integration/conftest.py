@@ -31,6 +31,7 @@ from azure.functions.timer import TimerRequest
 from shared import app
 from tests.fakes import VALID_ENVIRON
 from tests.standins import Azurite, StandIns
+from tests.standins.table_gate import TableGate
 
 _HERE = Path(__file__).parent
 
@@ -91,6 +92,7 @@ class Wire:
         self.standins, self.azurite, self.monkeypatch = standins, azurite, monkeypatch
         self.now = self.MAIL_AT
         self.slept: list[float] = []
+        self.gates: list[TableGate] = []
         aml = standins.azureml
         self.environ = {
             **VALID_ENVIRON,
@@ -108,6 +110,14 @@ class Wire:
         self.configure()
         adapters = app.Adapters(clock=lambda: self.now, sleep=self.slept.append)
         monkeypatch.setattr(app, "ADAPTERS", adapters)
+
+    def through_table_gate(self) -> TableGate:
+        """Route the app's Table Storage calls through a gate that answers `add_fault("table", ...)`."""
+        gate = TableGate(self.azurite.port, self.standins.traffic).start()
+        self.gates.append(gate)
+        self.environ["AzureWebJobsStorage"] = gate.connection_string(self.azurite.connection_string)
+        self.configure()
+        return gate
 
     def configure(self, **overrides: str | None) -> None:
         """Set the App Settings (VALID_ENVIRON pointed at the stand-ins, plus overrides)."""
@@ -148,5 +158,8 @@ class Wire:
 
 
 @pytest.fixture
-def wire(standins, azurite, monkeypatch) -> Wire:
-    return Wire(standins, azurite, monkeypatch)
+def wire(standins, azurite, monkeypatch):
+    wired = Wire(standins, azurite, monkeypatch)
+    yield wired
+    for gate in wired.gates:
+        gate.stop()

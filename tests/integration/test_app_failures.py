@@ -82,7 +82,7 @@ def test_a_persistent_500_for_one_instance_never_keeps_the_others_running(wire, 
 def test_sendgrid_rejecting_the_key_names_sendgrid_api_key(wire):
     seed(wire.standins.azureml, "ci-a")
     wire.configure(SENDGRID_API_KEY="SG.wrong")
-    with pytest.raises(RunFailedError, match="SENDGRID_API_KEY"):
+    with pytest.raises(CredentialsError, match="SENDGRID_API_KEY"):
         wire.mail()
     assert wire.mails() == []
     assert wire.standins.count("sendgrid", status=401) == 1  # a rejected key is not retried

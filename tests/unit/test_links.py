@@ -11,7 +11,8 @@ from tests.fakes import TEST_SECRET
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SHUTDOWN = datetime(2026, 11, 24, 19, tzinfo=UTC)  # 20:00 Berlin
-GRANT = CancelGrant("ml-ws", "ci-alice", date(2026, 11, 24), SHUTDOWN)
+NIGHT = date(2026, 11, 24)
+GRANT = CancelGrant("ml-ws", "ci-alice", NIGHT, SHUTDOWN)
 EVERY = InstanceSelection(every_instance=True)
 BEFORE = SHUTDOWN - timedelta(hours=3)
 signer = LinkSigner(TEST_SECRET)
@@ -67,28 +68,35 @@ def test_a_payload_of_the_wrong_shape_is_refused_even_when_signed():
 
 
 def test_check_accepts_a_current_link_for_a_managed_instance():
-    check_grant(GRANT, "ml-ws", EVERY, BERLIN, BEFORE)
-    check_grant(GRANT, "ml-ws", InstanceSelection(names=("ci-alice",)), BERLIN, BEFORE)
+    check_grant(GRANT, "ml-ws", EVERY, BERLIN, BEFORE, NIGHT)
+    check_grant(GRANT, "ml-ws", InstanceSelection(names=("ci-alice",)), BERLIN, BEFORE, NIGHT)
 
 
 def test_check_refuses_another_workspace_or_an_instance_no_longer_managed():
     with pytest.raises(InvalidLinkError, match="does not manage"):
-        check_grant(GRANT, "other-ws", EVERY, BERLIN, BEFORE)
+        check_grant(GRANT, "other-ws", EVERY, BERLIN, BEFORE, NIGHT)
     with pytest.raises(InvalidLinkError, match="does not manage"):
-        check_grant(GRANT, "ml-ws", InstanceSelection(names=("ci-bob",)), BERLIN, BEFORE)
+        check_grant(GRANT, "ml-ws", InstanceSelection(names=("ci-bob",)), BERLIN, BEFORE, NIGHT)
 
 
 def test_check_refuses_a_day_that_does_not_match_the_shutdown_instant():
     wrong_day = CancelGrant("ml-ws", "ci-alice", date(2026, 11, 25), SHUTDOWN)
     with pytest.raises(InvalidLinkError):
-        check_grant(wrong_day, "ml-ws", EVERY, BERLIN, BEFORE)
+        check_grant(wrong_day, "ml-ws", EVERY, BERLIN, BEFORE, NIGHT)
 
 
 def test_a_link_expires_when_its_shutdown_begins():
-    check_grant(GRANT, "ml-ws", EVERY, BERLIN, SHUTDOWN - timedelta(seconds=1))
+    check_grant(GRANT, "ml-ws", EVERY, BERLIN, SHUTDOWN - timedelta(seconds=1), NIGHT)
     for now in (SHUTDOWN, SHUTDOWN + timedelta(days=3)):
         with pytest.raises(ExpiredLinkError, match="already begun"):
-            check_grant(GRANT, "ml-ws", EVERY, BERLIN, now)
+            check_grant(GRANT, "ml-ws", EVERY, BERLIN, now, NIGHT)
+
+
+def test_a_link_for_a_later_night_than_the_next_shutdown_is_refused():
+    tomorrow = SHUTDOWN + timedelta(days=1)
+    later = CancelGrant("ml-ws", "ci-alice", date(2026, 11, 25), tomorrow)
+    with pytest.raises(InvalidLinkError, match="next shutdown is on Tuesday 24 November 2026"):
+        check_grant(later, "ml-ws", EVERY, BERLIN, BEFORE, NIGHT)
 
 
 def test_cancel_link_merges_into_an_existing_query():

@@ -99,9 +99,20 @@ def test_transient_send_failures_are_retried_and_permanent_ones_are_not():
 
     mailer = FakeMailer()
     mailer.errors["ml-team@contoso.com"] = [CredentialsError("SendGrid", "401", ("SENDGRID_API_KEY",))]
-    with pytest.raises(RunFailedError, match="SENDGRID_API_KEY"):
+    with pytest.raises(CredentialsError, match="SENDGRID_API_KEY"):
         notify(fleet(), mailer)
     assert mailer.attempts == ["ml-team@contoso.com"]
+
+
+def test_a_rejected_api_key_is_one_clear_error_and_stops_further_sends():
+    mailer = FakeMailer()
+    rejected = CredentialsError("SendGrid", "HTTP 401", ("SENDGRID_API_KEY",))
+    for owner in ("ml-team@contoso.com", "alice@contoso.com", "bob@contoso.com"):
+        mailer.errors[owner] = [rejected]
+    settings = Settings.from_environ(environ(notify_instance_owner="true", max_parallel="1"))
+    with pytest.raises(CredentialsError) as caught:
+        send_shutdown_notices(settings, fleet(), mailer, MAIL_AT, policy=NO_WAIT)
+    assert caught.value is rejected and mailer.attempts == ["ml-team@contoso.com"]
 
 
 def test_dry_run_sends_nothing_and_never_logs_a_link(caplog):
