@@ -49,18 +49,11 @@ class Demo:
         self.azurite.cleanup()
 
     def _settings(self) -> dict[str, str]:
-        aml = self.standins.azureml
         return {
+            **self.standins.app_settings(),
             "AzureWebJobsStorage": self.azurite.connection_string,
             "FUNCTIONS_WORKER_RUNTIME": "python",
-            "tenant_id": aml.tenant_id,
-            "subscription_id": aml.subscription_id,
-            "service_principal_id": aml.client_id,
-            "service_principal_password": aml.client_secret,
-            "resource_group": aml.resource_group,
-            "aml_workspace": aml.workspace,
             "aml_compute_instance": "*",
-            "SENDGRID_API_KEY": self.standins.sendgrid.api_key,
             "func_cancel_shutdown": f"http://localhost:{self.port}/api/CancelShutDown",
             "from_email": "Azure ML auto-shutdown <noreply@contoso.com>",
             "to_emails": TEAM,

@@ -93,17 +93,10 @@ class Wire:
         self.now = self.MAIL_AT
         self.slept: list[float] = []
         self.gates: list[TableGate] = []
-        aml = standins.azureml
         self.environ = {
             **VALID_ENVIRON,
+            **standins.app_settings(),
             "AzureWebJobsStorage": azurite.connection_string,
-            "tenant_id": aml.tenant_id,
-            "subscription_id": aml.subscription_id,
-            "service_principal_id": aml.client_id,
-            "service_principal_password": aml.client_secret,
-            "resource_group": aml.resource_group,
-            "aml_workspace": aml.workspace,
-            "SENDGRID_API_KEY": standins.sendgrid.api_key,
             "func_cancel_shutdown": self.CANCEL_URL,
         }
         monkeypatch.delenv("TZ", raising=False)

@@ -14,6 +14,8 @@ import socket
 import socketserver
 import threading
 
+from .background import BackgroundServing
+
 _BUF = 65536
 
 
@@ -74,8 +76,10 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
             back.join()
 
 
-class ConnectProxy(socketserver.ThreadingTCPServer):
+class ConnectProxy(BackgroundServing, socketserver.ThreadingTCPServer):
     """CONNECT-only proxy on 127.0.0.1:<free port> forwarding every tunnel to ``target``."""
+
+    thread_name = "standins-proxy"
 
     daemon_threads = True
     block_on_close = False
@@ -93,21 +97,3 @@ class ConnectProxy(socketserver.ThreadingTCPServer):
     def note_connect(self, authority: str) -> None:
         with self._lock:
             self.connects.append(authority)
-
-    def start(self) -> ConnectProxy:
-        self._thread = threading.Thread(target=self.serve_forever, name="standins-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
-
-    def __enter__(self) -> ConnectProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -22,11 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from .background import BackgroundServing, HeadersAndBody
 from .traffic import Fault, Record, Traffic
 
 
 @dataclass
-class Request:
+class Request(HeadersAndBody):
     """What a stand-in gets to look at."""
 
     service: str
@@ -36,13 +37,6 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers.items() if k.lower() == name), default)
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
 
 
 @dataclass
@@ -197,11 +191,13 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
 
-class StandInServer(ThreadingHTTPServer):
+class StandInServer(BackgroundServing, ThreadingHTTPServer):
     """HTTPS on 127.0.0.1:<free port>; TLS is set up per connection in the worker thread.
 
     Use :meth:`start` / :meth:`stop` (or the context manager); :attr:`port` is the bound port.
     """
+
+    thread_name = "standins-https"
 
     daemon_threads = True
     block_on_close = False
@@ -244,21 +240,3 @@ class StandInServer(ThreadingHTTPServer):
         if isinstance(exc, ConnectionError | TimeoutError | ssl.SSLError):
             return  # client went away; normal with keep-alive and dropped-connection faults
         super().handle_error(request, client_address)
-
-    def start(self) -> StandInServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="standins-https", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
-
-    def __enter__(self) -> StandInServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

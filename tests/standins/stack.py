@@ -25,7 +25,7 @@ from .proxy import ConnectProxy
 from .sendgrid import SendGridStandIn
 from .server import StandInServer
 from .tls import LoopbackCA
-from .traffic import Fault, Record, Traffic
+from .traffic import Record, Traffic
 
 
 class StandIns:
@@ -106,24 +106,24 @@ class StandIns:
             "SSL_CERT_FILE": ca_file,
         }
 
+    def app_settings(self) -> dict[str, str]:
+        """The App Settings (local.settings.json names) that point the app at these stand-ins."""
+        aml = self.azureml
+        return {
+            "tenant_id": aml.tenant_id,
+            "subscription_id": aml.subscription_id,
+            "service_principal_id": aml.client_id,
+            "service_principal_password": aml.client_secret,
+            "resource_group": aml.resource_group,
+            "aml_workspace": aml.workspace,
+            "SENDGRID_API_KEY": self.sendgrid.api_key,
+        }
+
     # ---------------------------------------------------------------- faults and log (shared Traffic)
-    def add_fault(
-        self,
-        service: str | None = None,
-        method: str | None = None,
-        path_regex: str | None = None,
-        status: int | None = None,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
-        times: int | None = None,
-        delay: float = 0.0,
-        drop: bool = False,
-        skip: int = 0,
-    ) -> Fault:
-        """See :meth:`Traffic.add_fault`. service: None|"aad"|"arm"|"azureml"|"sendgrid"|"unknown"."""
-        return self.traffic.add_fault(
-            service, method, path_regex, status, headers, body, times, delay, drop, skip
-        )
+    @property
+    def add_fault(self):
+        """:meth:`Traffic.add_fault` of the shared log. service: None|"aad"|"arm"|"azureml"|"sendgrid"|"table"."""
+        return self.traffic.add_fault
 
     @property
     def latency(self) -> float:

@@ -9,29 +9,29 @@ fault for service ``"table"`` in the shared :class:`Traffic` answers first. Poin
 from __future__ import annotations
 
 import http.client
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+from .background import BackgroundServing
 from .traffic import Record, Traffic
 
 SERVICE = "table"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
-class TableGate:
+class TableGate(BackgroundServing, ThreadingHTTPServer):
+    thread_name = "table-gate"
+    daemon_threads = True
+
     def __init__(self, azurite_port: int, traffic: Traffic | None = None):
         self.azurite_port = azurite_port
         self.traffic = traffic if traffic is not None else Traffic()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.gate = self  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
+        super().__init__(("127.0.0.1", 0), _Handler)
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self.server_address[1]
 
     @property
     def endpoint(self) -> str:
@@ -41,21 +41,12 @@ class TableGate:
         parts = [p for p in azurite_connection_string.split(";") if p and not p.startswith("TableEndpoint=")]
         return ";".join([*parts, f"TableEndpoint={self.endpoint}"]) + ";"
 
-    def start(self) -> TableGate:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="table-gate")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _forward(self) -> None:
-        gate: TableGate = self.server.gate  # type: ignore[attr-defined]
+        gate: TableGate = self.server  # type: ignore[assignment]
         start = time.monotonic()
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = urlsplit(self.path).path

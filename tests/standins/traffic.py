@@ -12,16 +12,17 @@ Service names used throughout: ``"aad"`` (login.microsoftonline.com), ``"arm"``
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from .background import HeadersAndBody
+
 
 @dataclass
-class Record:
+class Record(HeadersAndBody):
     """One request as the server saw it, plus what it answered (``status`` None = connection dropped)."""
 
     service: str
@@ -37,14 +38,6 @@ class Record:
     fault: bool = False  # answered by an injected fault, not by the stand-in
     response_headers: dict[str, str] = field(default_factory=dict)
     response_body: bytes = b""
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """Case-insensitive request header lookup."""
-        name = name.lower()
-        return next((v for k, v in self.headers.items() if k.lower() == name), default)
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
 
     @property
     def duration(self) -> float:
