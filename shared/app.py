@@ -49,6 +49,7 @@ class Adapters:
     mailer: Callable[[Settings], Mailer] = _sendgrid
     clock: Callable[[], datetime] = _utc_now
     sleep: Callable[[float], None] = time.sleep  # between retries
+    monotonic: Callable[[], float] = time.monotonic  # for retry waits; moves with `sleep`
 
 
 ADAPTERS = Adapters()
@@ -67,7 +68,7 @@ def run_mail_sender() -> NoticeReport:
         ADAPTERS.workspace(settings),
         ADAPTERS.mailer(settings),
         ADAPTERS.clock(),
-        replace(BACKGROUND, sleep=ADAPTERS.sleep),
+        replace(BACKGROUND, sleep=ADAPTERS.sleep, clock=ADAPTERS.monotonic),
     )
 
 
@@ -78,11 +79,11 @@ def run_compute_shutdown() -> SweepReport:
         ADAPTERS.workspace(settings),
         ADAPTERS.ledger(settings),
         ADAPTERS.clock(),
-        replace(BACKGROUND, sleep=ADAPTERS.sleep),
+        replace(BACKGROUND, sleep=ADAPTERS.sleep, clock=ADAPTERS.monotonic),
     )
 
 
 def run_cancel_shutdown(request: CancelRequest) -> CancelResult:
     settings = _settings()
-    policy = replace(INTERACTIVE, sleep=ADAPTERS.sleep)
+    policy = replace(INTERACTIVE, sleep=ADAPTERS.sleep, clock=ADAPTERS.monotonic)
     return keep_instance_tonight(request, settings, ADAPTERS.ledger(settings), ADAPTERS.clock(), policy)

@@ -7,7 +7,7 @@ from .domain import InstanceSelection
 from .errors import TransientServiceError
 from .fanout import OutOfTime, call_with_budget
 from .ports import ComputeWorkspace
-from .retry import RetryPolicy
+from .retry import Backpressure, RetryPolicy
 
 # One listing (all pages) must not eat the whole Functions time limit, even if a call hangs.
 LIST_BUDGET = 60.0
@@ -17,10 +17,11 @@ def list_targets(
     workspace: ComputeWorkspace,
     selection: InstanceSelection,
     policy: RetryPolicy,
+    backpressure: Backpressure | None = None,
     budget: float = LIST_BUDGET,
 ) -> Targets:
     def listing():
-        return policy.call(workspace.list_instances, "listing compute instances")
+        return policy.call(workspace.list_instances, "listing compute instances", backpressure)
 
     try:
         return select_targets(call_with_budget(listing, budget), selection)

@@ -15,7 +15,7 @@ from .inventory import list_targets
 from .links import CancelGrant, LinkSigner, cancel_link
 from .ports import ComputeWorkspace, Mailer
 from .rendering import format_local, render
-from .retry import BACKGROUND, RetryPolicy
+from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def send_shutdown_notices(
         log.info("MailSender for the night of %s: no running instance to announce", day)
 
     rejected: list[CredentialsError] = []  # once SendGrid refuses the key, every other send would too
+    sendgrid = Backpressure()  # a 429 for one mail holds back all of them
 
     def send(mail: OutgoingMail) -> None:
         if settings.dry_run:
@@ -57,7 +58,7 @@ def send_shutdown_notices(
         if rejected:
             raise rejected[0]
         try:
-            policy.call(lambda: mailer.send(mail), f"mailing {mail.to}")
+            policy.call(lambda: mailer.send(mail), f"mailing {mail.to}", sendgrid)
         except CredentialsError as error:
             rejected.append(error)
             raise

@@ -2,8 +2,9 @@
 
 Only TransientServiceError is retried (throttling, 5xx, timeouts, refused connections). Waits grow
 exponentially with jitter, so that many parallel callers throttled together do not come back together;
-a server's Retry-After is honoured exactly (never retried sooner). If the server asks for longer than
-`max_delay`, we give up at once instead: waiting would not fit in the function's time limit.
+a server's Retry-After is honoured exactly (never retried sooner), and through a Backpressure shared by
+a run's parallel calls it holds back *every* caller, not only the one that was told. If the server asks
+for longer than `max_delay`, we give up at once instead: waiting would not fit in the function's time limit.
 The SDKs' own retries are switched off (see azureml_workspace.py, table_ledger.py), so retries never stack.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,26 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+class Backpressure:
+    """Shared by the parallel calls of one run to one service.
+
+    When the service says "retry after N seconds", all callers hold off until then. Without it,
+    `max_parallel` workers would keep hitting a throttled API and turn one 429 into a storm.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    def hold_until(self, instant: float) -> None:
+        with self._lock:
+            self._until = max(self._until, instant)
+
+    @property
+    def until(self) -> float:
+        return self._until
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 4  # tries in all, the first included
@@ -29,9 +51,12 @@ class RetryPolicy:
     max_delay: float = 30.0  # longest single wait, Retry-After included
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
     jitter: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
-    def call(self, operation: Callable[[], T], what: str) -> T:
+    def call(self, operation: Callable[[], T], what: str, backpressure: Backpressure | None = None) -> T:
+        pressure = backpressure or Backpressure()
         for attempt in range(1, self.attempts + 1):
+            self._wait_for(pressure)
             try:
                 return operation()
             except TransientServiceError as error:
@@ -41,8 +66,17 @@ class RetryPolicy:
                 log.warning(
                     "%s failed (%s); retry %d of %d in %.1f s", what, error, attempt, self.attempts - 1, wait
                 )
-                self.sleep(wait)
+                if error.retry_after is not None:  # throttled: everybody waits, this call too
+                    pressure.hold_until(self.clock() + error.retry_after)
+                else:
+                    self.sleep(wait)  # this call failed; the others may go on
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _wait_for(self, pressure: Backpressure) -> None:
+        remaining = pressure.until - self.clock()
+        if remaining > 0:
+            # Spread the callers that were held back, so they do not all come back at the same instant.
+            self.sleep(remaining + self.jitter() * min(1.0, self.base_delay))
 
     def delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before retry number `attempt`, or None to give up now."""

@@ -12,7 +12,7 @@ from .errors import AutoShutdownError, RunFailedError
 from .fanout import OutOfTime, run_bounded
 from .inventory import list_targets
 from .ports import CancelLedger, ComputeWorkspace
-from .retry import BACKGROUND, RetryPolicy
+from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,16 @@ def stop_unclaimed_instances(
     """Stops what must stop; raises RunFailedError (after stopping the rest) if anything failed."""
     shutdown_at = schedule.nearest_run(settings.shutdown_schedule, now, settings.schedule_zone)
     day = schedule.local_day(shutdown_at, settings.time_zone)
+    azure = Backpressure()  # one throttle for every AzureML call of this run
     try:
-        targets = list_targets(workspace, settings.instances, policy)
+        targets = list_targets(workspace, settings.instances, policy, azure)
         # Read as late as possible, so clicks made while the listing ran are honoured too.
         kept = set(policy.call(lambda: ledger.kept_instances(settings.workspace, day), "reading the ledger"))
     except Exception:
         log.error(SweepReport(day, ShutdownPlan()).summary() + " - nothing was stopped")
         raise
     plan = plan_shutdown(targets.instances, kept)
-    report = _execute(settings, workspace, plan, day, policy, stop_budget)
+    report = _execute(settings, workspace, plan, day, policy, stop_budget, azure)
     failures = {**{name: "not found in the workspace" for name in targets.missing}, **report.failures}
     report = SweepReport(day, plan, report.stopped, report.already_stopped, failures, settings.dry_run)
     (log.error if failures else log.info)(report.summary())
@@ -76,6 +77,7 @@ def _execute(
     day: date,
     policy: RetryPolicy,
     budget: float,
+    azure: Backpressure,
 ) -> SweepReport:
     for instance in plan.kept:
         log.info("Keeping %s running tonight: its owner asked to", instance.name)
@@ -85,7 +87,7 @@ def _execute(
         return SweepReport(day, plan, stopped=tuple(i.name for i in plan.stop), dry_run=True)
 
     def stop(name: str) -> bool:
-        return policy.call(lambda: workspace.stop(name), f"stopping {name}")
+        return policy.call(lambda: workspace.stop(name), f"stopping {name}", azure)
 
     outcomes = run_bounded([i.name for i in plan.stop], stop, settings.max_parallel, budget)
     stopped = tuple(name for name, result in outcomes.items() if result is True)

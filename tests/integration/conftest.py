@@ -18,6 +18,7 @@ os.environ.setdefault("AZUREML_DEFAULT_RETRIES", "0")
 
 import importlib
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -92,6 +93,7 @@ class Wire:
         self.standins, self.azurite, self.monkeypatch = standins, azurite, monkeypatch
         self.now = self.MAIL_AT
         self.slept: list[float] = []
+        self._skipped = 0.0
         self.gates: list[TableGate] = []
         self.environ = {
             **VALID_ENVIRON,
@@ -101,8 +103,16 @@ class Wire:
         }
         monkeypatch.delenv("TZ", raising=False)
         self.configure()
-        adapters = app.Adapters(clock=lambda: self.now, sleep=self.slept.append)
+        adapters = app.Adapters(clock=lambda: self.now, sleep=self._sleep, monotonic=self._monotonic)
         monkeypatch.setattr(app, "ADAPTERS", adapters)
+
+    def _sleep(self, seconds: float) -> None:
+        """Retry waits are recorded, not slept; the retry clock jumps ahead by as much."""
+        self.slept.append(seconds)
+        self._skipped += seconds
+
+    def _monotonic(self) -> float:
+        return time.monotonic() + self._skipped
 
     def through_table_gate(self) -> TableGate:
         """Route the app's Table Storage calls through a gate that answers `add_fault("table", ...)`."""

@@ -41,6 +41,26 @@ def test_retry_after_beyond_the_cap_fails_that_instance_at_once_and_stops_the_ot
     assert "failed 1 [ci-a (AzureML: stopping ci-a: HTTP 429)]" in summary(caplog)
 
 
+def test_one_throttled_stop_holds_back_the_whole_pool_instead_of_starting_a_storm(wire):
+    names = [f"ci-{n:02d}" for n in range(20)]
+    seed(wire, *names)
+    wire.configure(max_parallel="4")
+    wire.standins.latency = 0.05
+    wire.standins.add_fault(
+        "arm", "POST", r"/stop$", status=429, headers={"Retry-After": "1"}, skip=3, times=1
+    )
+    settings = load_settings()
+    ledger = TableCancelLedger(settings.storage_connection_string, "cishutdown")
+    stop_unclaimed_instances(
+        settings, AzureMLWorkspace(settings), ledger, wire.SWEEP_AT, RetryPolicy()
+    )  # real time
+    posts = wire.standins.records(service="arm", method="POST", path_regex=r"/stop$")
+    (throttled,) = [r for r in posts if r.status == 429]
+    during_hold = [r for r in posts if throttled.end < r.start < throttled.end + 0.9]
+    assert len(during_hold) <= 3  # only calls already past their turn when the 429 came (max_parallel - 1)
+    assert sorted(wire.standins.stopped_names()) == names
+
+
 def test_503s_are_retried_with_growing_waits(wire):
     seed(wire, "ci-a")
     wire.standins.add_fault("arm", "POST", STOP.format("ci-a"), status=503, times=2)
@@ -57,7 +77,7 @@ def test_a_stop_that_hangs_fails_alone_within_the_budget(wire):
     with pytest.raises(RunFailedError, match=r"ci-b: no answer within the run's 1 s budget"):
         stop_unclaimed_instances(
             settings, AzureMLWorkspace(settings), TableCancelLedger(settings.storage_connection_string, "cishutdown"),
-            wire.SWEEP_AT, RetryPolicy(sleep=wire.slept.append), stop_budget=1.0,
+            wire.SWEEP_AT, RetryPolicy(sleep=wire._sleep, clock=wire._monotonic), stop_budget=1.0,
         )  # fmt: skip
     assert time.perf_counter() - started < 2.0
     assert sorted(wire.standins.stopped_names()) == ["ci-a", "ci-c"]
@@ -129,7 +149,11 @@ def test_a_sendgrid_timeout_is_retried(wire):
     settings = load_settings()
     mailer = SendGridMailer(settings.sendgrid_api_key, settings.from_email, timeout=0.5)
     report = send_shutdown_notices(
-        settings, AzureMLWorkspace(settings), mailer, wire.MAIL_AT, RetryPolicy(sleep=wire.slept.append)
+        settings,
+        AzureMLWorkspace(settings),
+        mailer,
+        wire.MAIL_AT,
+        RetryPolicy(sleep=wire._sleep, clock=wire._monotonic),
     )
     assert report.mailed == ("ml-team@contoso.com",) and len(wire.slept) == 1
     assert wire.mails()  # the retry landed (the slow first try may land too: at least once, never lost)

@@ -1,7 +1,7 @@
 import pytest
 
 from shared.errors import CredentialsError, ServiceError, TransientServiceError
-from shared.retry import RetryPolicy
+from shared.retry import Backpressure, RetryPolicy
 
 
 class Flaky:
@@ -17,10 +17,26 @@ class Flaky:
         return "done"
 
 
-def policy(**kwargs) -> tuple[RetryPolicy, list[float]]:
-    slept: list[float] = []
-    defaults = dict(attempts=4, base_delay=1.0, max_delay=30.0, sleep=slept.append, jitter=lambda: 0.5)
-    return RetryPolicy(**{**defaults, **kwargs}), slept
+class FakeTime:
+    """A clock that moves only when somebody sleeps."""
+
+    def __init__(self):
+        self.now, self.slept = 1000.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def policy(time: FakeTime | None = None, **kwargs) -> tuple[RetryPolicy, list[float]]:
+    time = time or FakeTime()
+    defaults = dict(
+        attempts=4, base_delay=1.0, max_delay=30.0, sleep=time.sleep, clock=time.clock, jitter=lambda: 0.5
+    )
+    return RetryPolicy(**{**defaults, **kwargs}), time.slept
 
 
 def transient(retry_after=None):
@@ -77,3 +93,23 @@ def test_permanent_errors_and_bugs_are_not_retried(error):
     with pytest.raises(type(error)):
         retry.call(operation, "x")
     assert operation.calls == 1 and slept == []
+
+
+def test_a_throttle_seen_by_one_call_holds_back_the_others_of_the_run():
+    time = FakeTime()
+    retry, slept = policy(time, base_delay=0.2)
+    pressure = Backpressure()
+    assert retry.call(Flaky(transient(retry_after=5)), "first", pressure) == "done"  # told: waits 5.1
+    assert slept == [5.1]
+    pressure.hold_until(time.now + 3)  # another call of the run is throttled meanwhile
+    second = Flaky()
+    assert retry.call(second, "second", pressure) == "done"
+    assert slept == [5.1, 3.1] and second.calls == 1  # waited its turn before even trying
+
+
+def test_plain_failures_do_not_hold_back_the_others():
+    time = FakeTime()
+    retry, slept = policy(time)
+    pressure = Backpressure()
+    retry.call(Flaky(transient()), "first", pressure)
+    assert pressure.until == 0.0 and slept == [1.0]
