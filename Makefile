@@ -57,3 +57,6 @@ format: venv
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis outbox .run
+
+bench: venv node
+	$(PY) -m bench

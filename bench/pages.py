@@ -1,0 +1,74 @@
+"""Confirm page (GET) and cancel (POST against Azurite) latency, in process, through CancelShutDown.main."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import statistics
+import time
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import azure.functions as func
+
+from shared import schedule
+from shared.links import CancelGrant, LinkSigner
+
+from .report import Row
+
+WARM_UP = 20
+
+
+def measure_pages(settings: dict[str, str], azurite_connection_string: str, samples: int) -> list[Row]:
+    saved = dict(os.environ)
+    os.environ.update({**settings, "AzureWebJobsStorage": azurite_connection_string})  # Azurite, direct
+    try:
+        cancel = importlib.import_module("CancelShutDown")
+        tokens = _tokens(settings, WARM_UP + samples)
+        get = _timed(cancel, "GET", [tokens[0]] * (WARM_UP + samples))[WARM_UP:]
+        post = _timed(cancel, "POST", tokens)[WARM_UP:]  # every POST a new instance: a real insert
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return [
+        _row("Confirm page (GET), in process", get, 0.005),
+        _row("Cancel (POST: one Table insert in Azurite), in process", post, 0.020),
+    ]
+
+
+def _tokens(settings: dict[str, str], count: int) -> list[str]:
+    now = datetime.now(UTC)
+    at = schedule.next_run(settings["shutdown_schedule"], now, UTC)
+    day = schedule.local_day(at, ZoneInfo(settings["time_zone"]))
+    signer = LinkSigner(settings["cancel_link_secret"])
+    return [
+        signer.sign(CancelGrant(settings["aml_workspace"], f"ci-p{i:04d}", day, at)) for i in range(count)
+    ]
+
+
+def _timed(cancel, method: str, tokens: list[str]) -> list[float]:
+    timings = []
+    for token in tokens:
+        request = func.HttpRequest(
+            method, "https://bench/api/CancelShutDown", params={"token": token}, body=b""
+        )
+        started = time.perf_counter()
+        response = cancel.main(request)
+        timings.append(time.perf_counter() - started)
+        assert response.status_code == 200, (method, response.status_code, response.get_body()[:300])
+    return timings
+
+
+def _row(case: str, timings: list[float], p50_target: float) -> Row:
+    p50 = statistics.median(timings)
+    p99 = statistics.quantiles(timings, n=100)[98]
+    checks = {f"p50 <= {p50_target * 1000:.0f} ms": p50 <= p50_target, "p99 <= 3 x p50": p99 <= 3 * p50}
+    return Row(
+        case,
+        len(timings),
+        timings,
+        0,
+        None,
+        checks,
+        timing=f"p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms",
+    )
