@@ -15,7 +15,7 @@ from . import redaction
 from .cancellation import CancelRequest, CancelResult, keep_instance_tonight
 from .notices import NoticeReport, send_shutdown_notices
 from .ports import CancelLedger, ComputeWorkspace, Mailer
-from .retry import BACKGROUND, INTERACTIVE
+from .retry import BACKGROUND, INTERACTIVE, RetryPolicy
 from .settings import Settings, load_settings
 from .sweep import SweepReport, stop_unclaimed_instances
 
@@ -55,6 +55,10 @@ class Adapters:
 ADAPTERS = Adapters()
 
 
+def _policy(base: RetryPolicy) -> RetryPolicy:
+    return replace(base, sleep=ADAPTERS.sleep, clock=ADAPTERS.monotonic)
+
+
 def _settings() -> Settings:
     settings = load_settings()
     redaction.protect(settings.secrets())
@@ -68,7 +72,7 @@ def run_mail_sender() -> NoticeReport:
         ADAPTERS.workspace(settings),
         ADAPTERS.mailer(settings),
         ADAPTERS.clock(),
-        replace(BACKGROUND, sleep=ADAPTERS.sleep, clock=ADAPTERS.monotonic),
+        _policy(BACKGROUND),
     )
 
 
@@ -79,11 +83,11 @@ def run_compute_shutdown() -> SweepReport:
         ADAPTERS.workspace(settings),
         ADAPTERS.ledger(settings),
         ADAPTERS.clock(),
-        replace(BACKGROUND, sleep=ADAPTERS.sleep, clock=ADAPTERS.monotonic),
+        _policy(BACKGROUND),
     )
 
 
 def run_cancel_shutdown(request: CancelRequest) -> CancelResult:
     settings = _settings()
-    policy = replace(INTERACTIVE, sleep=ADAPTERS.sleep, clock=ADAPTERS.monotonic)
-    return keep_instance_tonight(request, settings, ADAPTERS.ledger(settings), ADAPTERS.clock(), policy)
+    ledger = ADAPTERS.ledger(settings)
+    return keep_instance_tonight(request, settings, ledger, ADAPTERS.clock(), _policy(INTERACTIVE))

@@ -10,6 +10,7 @@
     │   ├── TransientServiceError   worth retrying: throttled, 5xx, timeout, refused; .retry_after
     │   ├── CredentialsError        the service rejected our credentials; .setting names what to fix
     │   └── NotFoundError           the workspace or compute instance does not exist
+    ├── OutOfTimeError              a call got no answer within the run's time budget
     └── RunFailedError              a run finished, but some items failed; .failures names each
 
 Use cases raise these; entry points turn them into HTTP pages or failed timer runs. Adapters translate
@@ -86,6 +87,10 @@ class NotFoundError(ServiceError):
     """The workspace or a compute instance does not exist (or we may not see it)."""
 
 
+class OutOfTimeError(AutoShutdownError):
+    """A call got no answer (or no turn) within the run's time budget; it may still complete later."""
+
+
 class RunFailedError(AutoShutdownError):
     """A timer run did all it could, but some items failed. The run must end in failure."""
 
@@ -93,3 +98,8 @@ class RunFailedError(AutoShutdownError):
         self.failures = dict(failures)
         listing = "; ".join(f"{name}: {reason}" for name, reason in self.failures.items())
         super().__init__(f"{what} failed for {len(self.failures)} item(s): {listing}")
+
+
+def traceback_if_bug(error: BaseException) -> BaseException | None:
+    """For `exc_info=`: a traceback only for bugs; an error of ours already says all there is to say."""
+    return None if isinstance(error, AutoShutdownError) else error

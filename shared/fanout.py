@@ -12,12 +12,10 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
+from .errors import OutOfTimeError
+
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
-
-
-class OutOfTime(Exception):
-    """The item got no answer (or no turn) within the run's time budget."""
 
 
 def run_bounded(
@@ -37,13 +35,13 @@ def run_bounded(
 
 
 def call_with_budget(work: Callable[[], T], budget: float) -> T:
-    """`work()` in a helper thread; OutOfTime if it has not returned within `budget` seconds."""
+    """`work()` in a helper thread; OutOfTimeError if it has not returned within `budget` seconds."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="budget")
     try:
         future = pool.submit(work)
         wait([future], timeout=budget, return_when=FIRST_EXCEPTION)
         if not future.done():
-            raise OutOfTime(f"no answer within {budget:g} s")
+            raise OutOfTimeError(f"no answer within {budget:g} s")
         return future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -51,6 +49,6 @@ def call_with_budget(work: Callable[[], T], budget: float) -> T:
 
 def _outcome(future: Future[T], budget: float) -> T | Exception:
     if not future.done():
-        return OutOfTime(f"no answer within the run's {budget:g} s budget")
+        return OutOfTimeError(f"no answer within the run's {budget:g} s budget")
     error = future.exception()
     return error if isinstance(error, Exception) else future.result()

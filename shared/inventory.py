@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .decisions import Targets, select_targets
 from .domain import InstanceSelection
-from .errors import TransientServiceError
-from .fanout import OutOfTime, call_with_budget
+from .errors import OutOfTimeError, TransientServiceError
+from .fanout import call_with_budget
 from .ports import ComputeWorkspace
 from .retry import Backpressure, RetryPolicy
 
@@ -25,5 +25,5 @@ def list_targets(
 
     try:
         return select_targets(call_with_budget(listing, budget), selection)
-    except OutOfTime as error:
+    except OutOfTimeError as error:
         raise TransientServiceError("AzureML", f"listing compute instances: {error}") from None

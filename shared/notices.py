@@ -9,7 +9,7 @@ from datetime import date, datetime
 from . import schedule
 from .decisions import announced, mail_subject, plan_mails
 from .domain import Instance, OutgoingMail
-from .errors import AutoShutdownError, CredentialsError, RunFailedError
+from .errors import CredentialsError, RunFailedError, traceback_if_bug
 from .fanout import run_bounded
 from .inventory import list_targets
 from .links import CancelGrant, LinkSigner, cancel_link
@@ -71,7 +71,7 @@ def send_shutdown_notices(
     for mail, result in outcomes.items():
         if isinstance(result, Exception):
             failures[mail.to] = f"not told about {', '.join(mail.instances)}: {result}"
-            log.error("Could not mail %s: %s", mail.to, result, exc_info=_bug(result))
+            log.error("Could not mail %s: %s", mail.to, result, exc_info=traceback_if_bug(result))
     mailed = tuple(mail.to for mail, result in outcomes.items() if not isinstance(result, Exception))
     verb = "would mail" if settings.dry_run else "mailed"
     (log.error if failures else log.info)(
@@ -112,7 +112,3 @@ def _note(instance: Instance) -> str:
     if instance.is_busy:
         return "running a job now; stopped tonight only if the job has finished by then"
     return "running now"
-
-
-def _bug(error: Exception) -> Exception | None:
-    return None if isinstance(error, AutoShutdownError) else error

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 from . import setting_rules as rules
@@ -50,8 +51,14 @@ class Settings:
         return self.service_principal_id is not None
 
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never appear in a log line."""
-        values = (self.service_principal_password, self.sendgrid_api_key, self.cancel_link_secret)
+        """Values that must never appear in a log line: the secrets, the function key in the cancel
+        URL's query, and the storage account key or SAS in the connection string."""
+        values = [self.service_principal_password, self.sendgrid_api_key, self.cancel_link_secret]
+        values += [value for _, value in parse_qsl(urlsplit(self.cancel_url).query)]
+        storage = dict(
+            part.split("=", 1) for part in self.storage_connection_string.split(";") if "=" in part
+        )
+        values += [storage.get("AccountKey"), storage.get("SharedAccessSignature")]
         return tuple(v for v in values if v)
 
     @classmethod

@@ -8,8 +8,8 @@ from datetime import date, datetime
 
 from . import schedule
 from .decisions import ShutdownPlan, plan_shutdown
-from .errors import AutoShutdownError, RunFailedError
-from .fanout import OutOfTime, run_bounded
+from .errors import RunFailedError, traceback_if_bug
+from .fanout import run_bounded
 from .inventory import list_targets
 from .ports import CancelLedger, ComputeWorkspace
 from .retry import BACKGROUND, Backpressure, RetryPolicy
@@ -95,10 +95,5 @@ def _execute(
     failures = {name: str(result) for name, result in outcomes.items() if isinstance(result, Exception)}
     for name, result in outcomes.items():
         if isinstance(result, Exception):
-            log.error("Could not stop %s: %s", name, result, exc_info=_unexpected(result))
+            log.error("Could not stop %s: %s", name, result, exc_info=traceback_if_bug(result))
     return SweepReport(day, plan, stopped, gone, failures)
-
-
-def _unexpected(error: Exception) -> Exception | None:
-    """Full tracebacks only for bugs; a service error's message says all there is to say."""
-    return None if isinstance(error, AutoShutdownError | OutOfTime) else error

@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from shared.fanout import OutOfTime, call_with_budget, run_bounded
+from shared.errors import OutOfTimeError
+from shared.fanout import call_with_budget, run_bounded
 
 
 def test_results_and_errors_are_returned_per_item():
@@ -44,7 +45,7 @@ def test_items_without_an_answer_within_the_budget_are_out_of_time():
     outcomes = run_bounded([0, 1, 2], work, max_parallel=3, budget=0.3)
     release.set()
     assert time.perf_counter() - started < 2
-    assert isinstance(outcomes[0], OutOfTime)
+    assert isinstance(outcomes[0], OutOfTimeError)
     assert outcomes[1] == 1 and outcomes[2] == 2
 
 
@@ -54,7 +55,7 @@ def test_nothing_to_do_returns_at_once():
 
 def test_call_with_budget():
     assert call_with_budget(lambda: 42, 1) == 42
-    with pytest.raises(OutOfTime):
+    with pytest.raises(OutOfTimeError):
         call_with_budget(lambda: time.sleep(1), 0.1)
     with pytest.raises(KeyError):
         call_with_budget(lambda: {}["missing"], 1)

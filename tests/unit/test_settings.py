@@ -126,3 +126,12 @@ def test_subject_must_be_one_line_and_defaults_when_empty():
 
 def test_schedule_zone_follows_the_platform_tz():
     assert str(Settings.from_environ(environ(TZ="America/New_York")).schedule_zone) == "America/New_York"
+
+
+def test_secrets_to_mask_include_the_function_key_and_the_storage_key():
+    settings = Settings.from_environ(
+        environ(AzureWebJobsStorage="DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0a2V5;")
+    )
+    assert {"function-key-not-for-logs", "c2VjcmV0a2V5", "SG.test-key-not-for-logs"} <= set(
+        settings.secrets()
+    )
