@@ -23,7 +23,7 @@ from .sweep import SweepReport, stop_unclaimed_instances
 def _azureml(settings: Settings) -> ComputeWorkspace:
     from .azureml_workspace import AzureMLWorkspace
 
-    return AzureMLWorkspace.from_settings(settings)
+    return AzureMLWorkspace(settings)
 
 
 def _table(settings: Settings) -> CancelLedger:

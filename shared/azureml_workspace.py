@@ -37,8 +37,6 @@ class AzureMLWorkspace:
         self._workspace = None
         self._computes: dict[str, object] = {}
 
-    from_settings = classmethod(lambda cls, settings: cls(settings))
-
     def list_instances(self) -> list[Instance]:
         workspace = self._connect()
         try:
