@@ -49,3 +49,58 @@ def test_unusable_local_settings_are_a_clear_error(tmp_path, content):
     path.write_text(content)
     with pytest.raises(local_settings.LocalSettingsError, match=r"local\.settings\.json"):
         local_settings.load(path)
+
+
+def test_timers_fire_on_their_six_field_schedule():
+    import threading
+
+    from devhost.functions import Function
+    from devhost.timers import TimerScheduler
+
+    fired = threading.Event()
+    received = []
+
+    def main(timer):
+        received.append(timer)
+        fired.set()
+
+    every_second = Function(
+        "Tick", {"type": "timerTrigger", "name": "timer", "schedule": "* * * * * *"}, main
+    )
+    scheduler = TimerScheduler([every_second])
+    scheduler.start()
+    try:
+        assert fired.wait(3), "the timer never fired"
+    finally:
+        scheduler.stop()
+    assert type(received[0]).__name__ == "TimerRequest" and received[0].past_due is False
+
+
+def test_http_functions_answer_only_their_methods_and_route():
+    import urllib.error
+    import urllib.request
+
+    import azure.functions as func
+
+    from devhost.functions import Function
+    from devhost.http_host import FunctionsHost
+
+    def main(req):
+        return func.HttpResponse(f"{req.method} {req.params.get('x')}", status_code=200)
+
+    trigger = {"type": "httpTrigger", "name": "req", "methods": ["get"], "route": "things/list"}
+    host = FunctionsHost(0, [Function("Things", trigger, main, returns_http=True)])
+    host.serve_in_background()
+    base = f"http://127.0.0.1:{host.server_address[1]}"
+    try:
+        with urllib.request.urlopen(f"{base}/api/Things/List?x=1") as response:  # routes ignore case
+            assert response.read() == b"GET 1"
+        for method, path in (("POST", "/api/things/list"), ("GET", "/api/Things")):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(
+                    urllib.request.Request(base + path, method=method, data=b"" if method == "POST" else None)
+                )
+            assert caught.value.code == 404
+    finally:
+        host.shutdown()
+        host.server_close()
