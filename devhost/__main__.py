@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: _interrupt())  # stop as cleanly on SIGTERM as on Ctrl-C
     cleanups: list[Callable[[], None]] = []  # run in reverse order, whatever happens
     try:
-        steps = _environment(args, cleanups)
         functions = discover(ROOT)
-        timers = TimerScheduler(functions)
-        host = FunctionsHost(args.port, functions)
+        host = _bind(args.port, functions)  # before anything else starts: a taken port fails fast
         cleanups.append(host.server_close)
+        steps = _environment(args, cleanups)
+        timers = TimerScheduler(functions)
         _announce(functions, timers, args.port)
         print(steps, flush=True)
         timers.start()
@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         for cleanup in reversed(cleanups):
             cleanup()
     return 0
+
+
+def _bind(port: int, functions) -> FunctionsHost:
+    try:
+        return FunctionsHost(port, functions)
+    except OSError as error:
+        raise ValueError(f"port {port}: {error.strerror} (is `func start` running? use --port)") from None
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
