@@ -105,9 +105,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _names(self) -> str:
         return ", ".join(f.name for f in self.server.functions.values())
 
-    def log_message(self, format: str, *args: object) -> None:
-        # The request line holds the link token and maybe a key: log the path only.
-        log.info("%s %s -> %s", self.command, urlsplit(self.path).path, args[1] if len(args) > 1 else "")
-
+    # The request line holds the link token and maybe a function key: log method, path and status only.
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.info("%s %s -> %s", self.command, urlsplit(self.path).path, code)
+        log.info("%s %s -> %s", self.command, self._path_only(), code)
+
+    def log_error(self, format: str, *args: object) -> None:
+        # The base class's message for a malformed request quotes the whole request line: leave it out.
+        log.warning("%s %s -> %s", self.command or "-", self._path_only(), args[0] if args else "error")
+
+    def _path_only(self) -> str:
+        return urlsplit(getattr(self, "path", "") or "").path or "-"

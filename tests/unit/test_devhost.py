@@ -104,3 +104,20 @@ def test_http_functions_answer_only_their_methods_and_route():
     finally:
         host.shutdown()
         host.server_close()
+
+
+def test_a_malformed_request_line_is_refused_without_logging_it(caplog):
+    import socket
+
+    from devhost.http_host import FunctionsHost
+
+    host = FunctionsHost(0, [])
+    host.serve_in_background()
+    try:
+        with socket.create_connection(host.server_address) as raw:
+            raw.sendall(b"GET /api/CancelShutDown?token=secret-token-123 HTTP/1.1 extra\r\n\r\n")
+            assert b"400" in raw.recv(2000)  # a broken request line gets an HTTP/0.9-style error page
+    finally:
+        host.shutdown()
+        host.server_close()
+    assert "-> 400" in caplog.text and "secret-token-123" not in caplog.text
