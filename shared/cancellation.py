@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from enum import Enum
 
-from . import schedule
 from .domain import Cancellation, ClientInfo
 from .errors import MethodNotAllowedError
 from .links import CancelGrant, LinkSigner, check_grant
@@ -57,8 +56,7 @@ def keep_instance_tonight(
             "Open the link from the e-mail in your browser.",
         )
     grant = LinkSigner(settings.cancel_link_secret).verify(request.token)
-    next_run = schedule.next_run(settings.shutdown_schedule, now, settings.schedule_zone)
-    next_day = schedule.local_day(next_run, settings.time_zone)
+    _, next_day = settings.next_shutdown(now)
     check_grant(grant, settings.workspace, settings.instances, settings.time_zone, now, next_day)
     if method in READ_METHODS:
         return CancelResult(Outcome.CONFIRM, grant, settings.time_zone)

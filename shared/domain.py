@@ -44,9 +44,6 @@ class InstanceSelection:
     def includes(self, name: str) -> bool:
         return self.every_instance or name in self.names
 
-    def __str__(self) -> str:
-        return "*" if self.every_instance else ", ".join(self.names)
-
 
 @dataclass(frozen=True)
 class Cancellation:

@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from . import schedule
 from .decisions import announced, mail_subject, plan_mails
 from .domain import Instance, OutgoingMail
 from .errors import CredentialsError, RunFailedError, traceback_if_bug
@@ -38,8 +37,7 @@ def send_shutdown_notices(
     send_budget: float = SEND_BUDGET,
 ) -> NoticeReport:
     """Mails every recipient once; raises RunFailedError (after mailing the rest) if anything failed."""
-    shutdown_at = schedule.next_run(settings.shutdown_schedule, now, settings.schedule_zone)
-    day = schedule.local_day(shutdown_at, settings.time_zone)
+    shutdown_at, day = settings.next_shutdown(now)
     targets = list_targets(workspace, settings.instances, policy)
     instances = announced(targets.instances)
     plan = plan_mails(instances, settings.to_emails, settings.notify_instance_owner)

@@ -47,12 +47,6 @@ def matching(pattern: re.Pattern[str], what: str):
     return parse
 
 
-def email(value: str) -> str:
-    if not EMAIL.fullmatch(value.strip()):
-        raise ValueError(f"is not an e-mail address: {value!r}")
-    return value.strip()
-
-
 def sender(value: str) -> tuple[str, str | None]:
     """`ops@contoso.com` or `Ops team <ops@contoso.com>` -> (address, display name)."""
     name, address = parseaddr(value.strip())

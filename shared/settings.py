@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
+from . import schedule
 from . import setting_rules as rules
 from .domain import InstanceSelection
 from .errors import ConfigurationError
@@ -49,6 +51,17 @@ class Settings:
     @property
     def uses_service_principal(self) -> bool:
         return self.service_principal_id is not None
+
+    def next_shutdown(self, after: datetime) -> tuple[datetime, date]:
+        """The next ComputeShutdown run after `after` (UTC) and the night it belongs to: the one a mail
+        sent now announces, and the only one CancelShutDown accepts links for."""
+        run = schedule.next_run(self.shutdown_schedule, after, self.schedule_zone)
+        return run, schedule.local_day(run, self.time_zone)
+
+    def nearest_shutdown(self, at: datetime) -> tuple[datetime, date]:
+        """The ComputeShutdown run closest to `at` and its night: what a (possibly late) sweep serves."""
+        run = schedule.nearest_run(self.shutdown_schedule, at, self.schedule_zone)
+        return run, schedule.local_day(run, self.time_zone)
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line: the secrets, the function key in the cancel

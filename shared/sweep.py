@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from . import schedule
 from .decisions import ShutdownPlan, plan_shutdown
 from .errors import RunFailedError, traceback_if_bug
 from .fanout import run_bounded
@@ -50,8 +49,7 @@ def stop_unclaimed_instances(
     stop_budget: float = STOP_BUDGET,
 ) -> SweepReport:
     """Stops what must stop; raises RunFailedError (after stopping the rest) if anything failed."""
-    shutdown_at = schedule.nearest_run(settings.shutdown_schedule, now, settings.schedule_zone)
-    day = schedule.local_day(shutdown_at, settings.time_zone)
+    _, day = settings.nearest_shutdown(now)
     azure = Backpressure()  # one throttle for every AzureML call of this run
     try:
         targets = list_targets(workspace, settings.instances, policy, azure)
