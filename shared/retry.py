@@ -75,15 +75,19 @@ class RetryPolicy:
     def _wait_for(self, pressure: Backpressure) -> None:
         remaining = pressure.until - self.clock()
         if remaining > 0:
-            # Spread the callers that were held back, so they do not all come back at the same instant.
-            self.sleep(remaining + self.jitter() * min(1.0, self.base_delay))
+            self.sleep(remaining + self._spread())
+
+    def _spread(self) -> float:
+        """Under a second (or base_delay) added to a Retry-After wait, so held-back callers do not all
+        come back at the same instant."""
+        return self.jitter() * min(1.0, self.base_delay)
 
     def delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before retry number `attempt`, or None to give up now."""
         if retry_after is not None:
             if retry_after > self.max_delay:
                 return None
-            return retry_after + self.jitter() * min(1.0, self.base_delay)
+            return retry_after + self._spread()
         backoff = self.base_delay * 2 ** (attempt - 1)
         return min(self.max_delay, backoff * (0.5 + self.jitter()))
 
