@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.standins import Azurite, StandIns
+from tests.standins.stack import environ_without_routing
 from tests.standins.table_gate import TableGate
 
 from .pages import measure_pages
@@ -27,7 +28,6 @@ from .report import Row, render
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY = 0.05
 MAX_PARALLEL = 16
-CLIENT_ENV = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
 class Bench:
@@ -49,7 +49,8 @@ class Bench:
         }
 
     def child(self, what: str, **settings: str) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV and k != "TZ"}
+        env = environ_without_routing(os.environ)
+        env.pop("TZ", None)  # schedules in UTC, as on a default Function App
         env.update(self.standins.env)
         env.update({**self.settings, **settings})
         done = subprocess.run(  # noqa: S603 - our own interpreter and module

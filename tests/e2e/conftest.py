@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.standins.azurite import free_port
+from tests.standins.stack import environ_without_routing
 
 ROOT = Path(__file__).resolve().parents[2]
-CLIENT_ENV = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,7 +39,7 @@ class DevHost:
         self.port = port or free_port()
         self.outbox = outbox
         self.lines: list[str] = []
-        env = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV}
+        env = environ_without_routing(os.environ)  # the demo routes to stand-ins of its own
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devhost", "--demo", "--port", str(self.port), "--outbox", str(outbox)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,

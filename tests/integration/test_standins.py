@@ -475,3 +475,10 @@ def test_azureml_calls_have_no_client_timeout(standins):
         assert time.monotonic() - started >= 0.6
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def test_env_sets_exactly_the_routing_variables_children_are_cleaned_of(standins):
+    from tests.standins.stack import ROUTING_ENV, environ_without_routing
+
+    assert set(standins.env) == set(ROUTING_ENV)
+    assert environ_without_routing({**standins.env, "PATH": "/bin"}) == {"PATH": "/bin"}

@@ -18,6 +18,7 @@ import time, so whoever imports azureml must set it before (see tests/integratio
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from .azureml import AzureMLStandIn
@@ -26,6 +27,14 @@ from .sendgrid import SendGridStandIn
 from .server import StandInServer
 from .tls import LoopbackCA
 from .traffic import Record, Traffic
+
+#: The variables :attr:`StandIns.env` sets. A child process that must not inherit a *running* stack's
+#: routing (the dev host, a benchmark run) starts from :func:`environ_without_routing`.
+ROUTING_ENV = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def environ_without_routing(environ: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in environ.items() if name not in ROUTING_ENV}
 
 
 class StandIns:
