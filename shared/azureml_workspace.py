@@ -16,6 +16,7 @@ import requests
 
 from .domain import Instance
 from .errors import CredentialsError, NotFoundError, ServiceError, TransientServiceError
+from .retry import retry_after_seconds
 from .settings import Settings, prepare_sdk_environment
 
 prepare_sdk_environment()  # before azureml is imported: it reads its retry count once, at import
@@ -141,8 +142,9 @@ def _status(text: str) -> int | None:
 
 
 def _retry_after(text: str) -> float | None:
-    match = re.search(r"'Retry-After': '(\d+(?:\.\d+)?)'", text, re.I)
-    return float(match.group(1)) if match else None
+    # azureml-core prints the response headers as a dict: seconds or an HTTP date, both in quotes.
+    match = re.search(r"'Retry-After': '([^']+)'", text, re.I)
+    return retry_after_seconds(match.group(1)) if match else None
 
 
 def _first_line(text: str) -> str:

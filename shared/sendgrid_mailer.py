@@ -12,6 +12,7 @@ from sendgrid.helpers.mail import ClickTracking, Content, Email, Mail, To, Track
 
 from .domain import OutgoingMail
 from .errors import CredentialsError, ServiceError, TransientServiceError
+from .retry import retry_after_seconds
 
 SERVICE = "SendGrid"
 TIMEOUT = 15.0  # seconds per call; the sendgrid client has none by default
@@ -68,11 +69,7 @@ def _messages(error: HTTPError) -> str:
 
 def _retry_after(error: HTTPError) -> float | None:
     headers = error.headers or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_seconds(headers.get("Retry-After") if hasattr(headers, "get") else None)
 
 
 def _reason(error: Exception) -> str:

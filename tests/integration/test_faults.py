@@ -1,9 +1,11 @@
 """Faults during the sweep, the click and the mail run: nothing lost, nothing stopped by mistake, and the
 run ends in an error that names what failed. Retry waits are recorded by the injected sleep."""
 
+import email.utils
 import importlib
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.functions.timer import TimerRequest
@@ -31,14 +33,53 @@ def summary(caplog) -> str:
 
 
 # ---------------------------------------------------------------------------------- Azure, at sweep time
-def test_retry_after_beyond_the_cap_fails_that_instance_at_once_and_stops_the_others(wire, caplog):
-    seed(wire, "ci-a", "ci-b")
-    wire.standins.add_fault("arm", "POST", STOP.format("ci-a"), status=429, headers={"Retry-After": "600"})
+def test_retry_after_beyond_the_cap_fails_that_call_and_holds_back_the_whole_pool(wire, caplog):
+    seed(wire, "ci-a", "ci-b", "ci-c")
+    wire.configure(max_parallel="1")  # ci-a goes first; the others would be sent after its 429
+    wire.standins.add_fault("arm", "POST", r"/stop$", status=429, headers={"Retry-After": "600"})
+    with pytest.raises(RunFailedError, match="ci-a") as failed:
+        wire.sweep()
+    # ARM said "come back in 10 minutes": nobody else knocks again, and nobody sleeps that long.
+    assert wire.standins.count("arm", "POST", r"/stop$") == 1 and wire.slept == []
+    assert set(failed.value.failures) == {"ci-a", "ci-b", "ci-c"}
+    assert "asked this run to wait 600 s" in failed.value.failures["ci-b"]
+    assert "failed 3" in summary(caplog)
+
+
+def _http_date(seconds_from_now: float) -> str:
+    return email.utils.format_datetime(
+        datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds_from_now), usegmt=True
+    )
+
+
+def test_a_retry_after_given_as_an_http_date_is_honoured_by_the_azureml_adapter(wire):
+    seed(wire, "ci-a")
+    wire.standins.add_fault(
+        "arm", "POST", STOP.format("ci-a"), status=429, headers={"Retry-After": _http_date(9)}, times=1
+    )
+    wire.sweep()
+    assert wire.standins.stopped_names() == ["ci-a"]
+    (waited,) = wire.slept
+    assert 7.9 <= waited < 10  # whole seconds in the header, under a second of jitter on top
+
+
+def test_a_retry_after_given_as_an_http_date_is_honoured_by_the_sendgrid_adapter(wire):
+    seed(wire, "ci-a")
+    wire.standins.add_fault("sendgrid", "POST", status=429, headers={"Retry-After": _http_date(9)}, times=1)
+    wire.mail()
+    assert len(wire.mails()) == 1
+    (waited,) = wire.slept
+    assert 7.9 <= waited < 10
+
+
+def test_retry_after_zero_never_turns_into_a_burst_of_retries(wire):
+    seed(wire, "ci-a")
+    wire.standins.add_fault("arm", "POST", STOP.format("ci-a"), status=429, headers={"Retry-After": "0"})
     with pytest.raises(RunFailedError, match="ci-a"):
         wire.sweep()
-    assert wire.standins.count("arm", "POST", STOP.format("ci-a")) == 1 and wire.slept == []
-    assert wire.standins.stopped_names() == ["ci-b"]
-    assert "failed 1 [ci-a (AzureML: stopping ci-a: HTTP 429)]" in summary(caplog)
+    assert wire.standins.count("arm", "POST", STOP.format("ci-a")) == 4
+    first, second, third = wire.slept  # the backoff: 1, 2, 4 s times [0.5, 1.5), plus the spread
+    assert first >= 0.5 and second >= 1.0 and third >= 2.0
 
 
 def test_one_throttled_stop_holds_back_the_whole_pool_instead_of_starting_a_storm(wire):
@@ -191,7 +232,7 @@ def test_every_function_reports_every_missing_setting_at_once(wire, monkeypatch)
                          "aml_compute_instance", "SENDGRID_API_KEY", "func_cancel_shutdown", "from_email",
                          "cancel_link_secret", "mail_schedule", "shutdown_schedule"):  # fmt: skip
             assert f"{required} is required but missing" in problems
-    assert wire.click("GET", "https://h/api/CancelShutDown?token=x").status_code == 503
+    assert wire.click("GET", "https://h/api/CancelShutDown?token=x").status_code == 500  # misconfigured
     assert wire.standins.log == []  # nothing was called
 
 

@@ -1,7 +1,9 @@
+from datetime import UTC, datetime
+
 import pytest
 
 from shared.errors import CredentialsError, ServiceError, TransientServiceError
-from shared.retry import Backpressure, RetryPolicy
+from shared.retry import Backpressure, RetryPolicy, retry_after_seconds
 
 
 class Flaky:
@@ -113,3 +115,59 @@ def test_plain_failures_do_not_hold_back_the_others():
     pressure = Backpressure()
     retry.call(Flaky(transient()), "first", pressure)
     assert pressure.until == 0.0 and slept == [1.0]
+
+
+def test_retry_after_zero_still_waits_the_backoff_instead_of_bursting():
+    retry, slept = policy(jitter=lambda: 0.5)
+    operation = Flaky(transient(retry_after=0), transient(retry_after=0), transient(retry_after=0))
+    assert retry.call(operation, "x") == "done"
+    # backoff 1, 2, 4 s (jitter 0.5 -> x1.0), each plus the spread of a throttled wait (0.5 s)
+    assert slept == [1.5, 2.5, 4.5]
+
+
+def test_a_retry_after_beyond_the_cap_holds_back_every_other_call_of_the_run():
+    time = FakeTime()
+    retry, slept = policy(time, max_delay=10)
+    pressure = Backpressure()
+    with pytest.raises(TransientServiceError):
+        retry.call(Flaky(transient(retry_after=600)), "first", pressure)
+    others = [Flaky() for _ in range(3)]
+    for n, other in enumerate(others):
+        with pytest.raises(TransientServiceError, match="asked this run to wait 600 s") as caught:
+            retry.call(other, f"call {n}", pressure)
+        assert caught.value.service == "AzureML"
+    assert [other.calls for other in others] == [0, 0, 0] and slept == []  # nobody hit the 429 again
+
+
+def test_a_short_hold_left_by_a_long_one_lets_calls_through_once_it_fits():
+    time = FakeTime()
+    retry, slept = policy(time, max_delay=10, base_delay=0.2)
+    pressure = Backpressure()
+    pressure.hold_until(time.now + 25, transient(retry_after=25))
+    time.now += 20  # five seconds left: within the cap, so the next call waits and goes
+    second = Flaky()
+    assert retry.call(second, "second", pressure) == "done"
+    assert second.calls == 1 and slept == [5.1]
+
+
+NOW = datetime(2026, 11, 25, 19, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        ("0", 0.0),
+        ("-3", 0.0),
+        ("Wed, 25 Nov 2026 19:00:05 GMT", 5.0),  # RFC 9110 IMF-fixdate
+        ("Wednesday, 25-Nov-26 19:01:00 GMT", 60.0),  # obsolete RFC 850 form, still to be accepted
+        ("Wed Nov 25 19:00:30 2026", 30.0),  # asctime form
+        ("Wed, 25 Nov 2026 18:00:00 GMT", 0.0),  # in the past: no wait beyond the backoff
+        (None, None),
+        ("", None),
+        ("soon", None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_as_an_http_date(header, seconds):
+    assert retry_after_seconds(header, NOW) == seconds
