@@ -18,6 +18,19 @@ TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,253}")
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
 MIN_SECRET_LENGTH = 32
+# `<Azure ML workspace name>`-style placeholders; `Name <ops@contoso.com>` is a real address.
+PLACEHOLDER = re.compile(r"<(?![^<>@\s]+@[^<>@\s]+>)[^<>]*>")
+NIL_GUID = "00000000-0000-0000-0000-000000000000"
+
+
+def not_a_placeholder(value: str) -> None:
+    """Refuse the values local.settings.json.example ships with: a published `cancel_link_secret`
+    placeholder would sign links anyone can forge. Checked before every other rule."""
+    if PLACEHOLDER.search(value) or value.strip() == NIL_GUID:
+        raise ValueError(
+            "still holds a placeholder from local.settings.json.example (a <...> text or the all-zero "
+            "GUID): replace it with the real value"
+        )
 
 
 def boolean(value: str) -> bool:
@@ -78,7 +91,10 @@ def instance_selection(value: str) -> InstanceSelection:
             "must be `*` or compute instance names (3-24 letters, digits, hyphens) separated by commas; "
             f"invalid: {', '.join(map(repr, bad))}"
         )
-    return InstanceSelection(names=tuple(dict.fromkeys(names)))
+    unique: dict[str, str] = {}  # Azure names ignore case: `ci-a, CI-A` is one instance
+    for name in names:
+        unique.setdefault(name.lower(), name)
+    return InstanceSelection(names=tuple(unique.values()))
 
 
 def workspace_name(value: str) -> str:
@@ -86,10 +102,12 @@ def workspace_name(value: str) -> str:
 
 
 def time_zone(value: str) -> ZoneInfo:
+    # glibc reads `TZ=:Europe/Berlin` as the zone file Europe/Berlin; accept that spelling too.
+    name = value.strip().removeprefix(":")
     try:
-        return ZoneInfo(value.strip())
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"is not an IANA time zone name (like Europe/Berlin): {value!r}") from None
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder (`Europe`), a huge name
+        raise ValueError(f"is not an IANA time zone name (like Europe/Berlin): {value[:64]!r}") from None
 
 
 def ncrontab(value: str) -> str:

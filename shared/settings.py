@@ -14,12 +14,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
-from . import schedule
+from . import redaction, schedule
 from . import setting_rules as rules
 from .domain import InstanceSelection
 from .errors import ConfigurationError
 
 DEFAULT_SUBJECT = "Azure ML compute instances stop tonight"
+FREE_TEXT = {"subject"}  # shown to people as written: `<` and `>` are text there, never a placeholder
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,11 @@ class Settings:
         return run, schedule.local_day(run, self.time_zone)
 
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never appear in a log line: the secrets, the function key in the cancel
-        URL's query, and the storage account key or SAS in the connection string."""
+        """Values that must never appear in a log line: the secrets, the function key (and anything
+        else credential-like) in the cancel URL's query, and the storage account key or SAS."""
         values = [self.service_principal_password, self.sendgrid_api_key, self.cancel_link_secret]
-        values += [value for _, value in parse_qsl(urlsplit(self.cancel_url).query)]
+        query = parse_qsl(urlsplit(self.cancel_url).query)
+        values += [value for name, value in query if redaction.is_credential(name, value)]
         storage = dict(
             part.split("=", 1) for part in self.storage_connection_string.split(";") if "=" in part
         )
@@ -86,7 +88,9 @@ class Settings:
             workspace=reader.required("aml_workspace", rules.workspace_name),
             instances=reader.required("aml_compute_instance", rules.instance_selection),
             tenant_id=reader.optional("tenant_id", rules.matching(rules.TENANT, "tenant id or domain"), None),
-            service_principal_id=reader.optional("service_principal_id", str.strip, None),
+            service_principal_id=reader.optional(
+                "service_principal_id", rules.matching(rules.GUID, "application (client) id"), None
+            ),
             service_principal_password=reader.optional("service_principal_password", str, None),
             sendgrid_api_key=reader.required("SENDGRID_API_KEY", str.strip),
             cancel_url=reader.required("func_cancel_shutdown", rules.cancel_url),
@@ -152,6 +156,8 @@ class _Reader:
 
     def _parse(self, name: str, raw: str, parse: Callable[[str], Any], default: Any) -> Any:
         try:
+            if name not in FREE_TEXT:
+                rules.not_a_placeholder(raw)
             return parse(raw)
         except ValueError as problem:
             self.problems.append(f"{name} {problem}")

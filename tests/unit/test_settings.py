@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from shared.errors import ConfigurationError
@@ -134,4 +137,40 @@ def test_secrets_to_mask_include_the_function_key_and_the_storage_key():
     )
     assert {"function-key-not-for-logs", "c2VjcmV0a2V5", "SG.test-key-not-for-logs"} <= set(
         settings.secrets()
+    )
+
+
+def test_only_the_function_key_and_credential_like_query_values_are_secrets():
+    url = "https://app.example.net/api/CancelShutDown?code=fkey-abcdef&clientId=default&lang=en"
+    secrets = Settings.from_environ(environ(func_cancel_shutdown=url)).secrets()
+    assert "fkey-abcdef" in secrets
+    assert "default" not in secrets and "en" not in secrets
+
+
+def test_the_example_settings_file_copied_unchanged_is_refused_naming_each_placeholder():
+    example = json.loads((Path(__file__).parents[2] / "local.settings.json.example").read_text())["Values"]
+    named = {problem.split()[0] for problem in problems(**example) if "placeholder" in problem}
+    assert {
+        "tenant_id", "subscription_id", "service_principal_id", "service_principal_password",
+        "resource_group", "aml_workspace", "SENDGRID_API_KEY", "cancel_link_secret",
+    } <= named  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value", ["<at least 32 random characters, e.g. python -c ...>", "prefix-<secret>-" + "x" * 40]
+)
+def test_a_placeholder_secret_is_refused_however_long(value):
+    (problem,) = problems(cancel_link_secret=value)
+    assert problem.startswith("cancel_link_secret still holds a placeholder") and value not in problem
+
+
+def test_an_address_in_angle_brackets_is_not_a_placeholder():
+    settings = Settings.from_environ(environ(from_email="Ops team <ops@contoso.com>"))
+    assert settings.from_email == "ops@contoso.com"
+
+
+def test_instance_names_differing_only_in_case_are_one_instance():
+    assert Settings.from_environ(environ(aml_compute_instance="CI-A, ci-a,ci-b")).instances.names == (
+        "CI-A",
+        "ci-b",
     )
