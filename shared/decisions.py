@@ -31,23 +31,24 @@ class MailPlan:
 
 
 def select_targets(instances: Iterable[Instance], selection: InstanceSelection) -> Targets:
-    listed = {instance.name: instance for instance in instances}
+    """The selected instances as Azure lists and spells them; names compare without case, as Azure's do."""
+    listed = {instance.name.lower(): instance for instance in instances}
     if selection.every_instance:
         return Targets(tuple(sorted(listed.values(), key=lambda i: i.name)), ())
-    found = tuple(listed[name] for name in selection.names if name in listed)
-    missing = tuple(name for name in selection.names if name not in listed)
+    found = tuple(listed[name.lower()] for name in selection.names if name.lower() in listed)
+    missing = tuple(name for name in selection.names if name.lower() not in listed)
     return Targets(found, missing)
 
 
 def plan_shutdown(targets: Iterable[Instance], kept_names: Iterable[str]) -> ShutdownPlan:
-    keep = set(kept_names)
+    keep = {name.lower() for name in kept_names}
     stop, kept, busy, idle = [], [], [], []
     for instance in targets:
         if instance.is_busy:
             busy.append(instance)
         elif not instance.is_running:
             idle.append(instance)
-        elif instance.name in keep:
+        elif instance.name.lower() in keep:
             kept.append(instance)
         else:
             stop.append(instance)

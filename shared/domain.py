@@ -42,7 +42,8 @@ class InstanceSelection:
     every_instance: bool = False
 
     def includes(self, name: str) -> bool:
-        return self.every_instance or name in self.names
+        # Azure resource names are case-insensitive: `CI-Alice` in the settings is Azure's `ci-alice`.
+        return self.every_instance or name.lower() in {n.lower() for n in self.names}
 
 
 @dataclass(frozen=True)

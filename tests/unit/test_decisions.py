@@ -67,3 +67,14 @@ def test_subject_lists_names_after_a_separator_and_shortens_long_lists():
     assert mail_subject("Stops tonight:", ["a1x", "b1x"]) == "Stops tonight – a1x, b1x"
     assert mail_subject("S", ["a", "b", "c", "d", "e"]) == "S – a, b, c and 2 more"
     assert mail_subject("  Two   words  ", []) == "Two words"
+
+
+def test_names_match_without_case_and_keep_azures_spelling():
+    targets = select_targets(FLEET, InstanceSelection(names=("CI-Alice", "Ci-Ghost")))
+    assert targets.instances == (ALICE,)  # spelled as Azure lists it: ci-alice
+    assert targets.missing == ("Ci-Ghost",)
+    assert InstanceSelection(names=("CI-Bob",)).includes("ci-bob")
+
+
+def test_a_keep_recorded_in_another_spelling_still_keeps_the_instance():
+    assert plan_shutdown([ALICE], kept_names={"CI-ALICE"}).kept == (ALICE,)
