@@ -11,11 +11,6 @@ Everything is stopped by PID at the end, also when tests fail. Every test collec
 tests/integration gets the ``integration`` marker.
 """
 
-import os
-
-# azureml-core reads this once, at import time: without it a 429/5xx costs minutes of retries.
-os.environ.setdefault("AZUREML_DEFAULT_RETRIES", "0")
-
 import importlib
 import re
 import time
@@ -30,9 +25,15 @@ from azure.cosmosdb.table.tableservice import TableService
 from azure.functions.timer import TimerRequest
 
 from shared import app
+from shared.settings import prepare_sdk_environment
 from tests.fakes import VALID_ENVIRON
 from tests.standins import Azurite, StandIns
 from tests.standins.table_gate import TableGate
+
+# The app's adapter switches azureml-core's retries off before its first import of azureml; the wire
+# tests in test_standins.py import azureml directly, so they get the same switch, from the same place
+# (conftest is imported before any test module is collected).
+prepare_sdk_environment()
 
 _HERE = Path(__file__).parent
 

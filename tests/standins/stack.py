@@ -11,8 +11,9 @@ benchmark::
         ...                               # run code that uses azureml-core / sendgrid
         print(s.traffic.dump())
 
-Note: ``AZUREML_DEFAULT_RETRIES=0`` is *not* part of :attr:`env`: azureml-core reads it once at
-import time, so whoever imports azureml must set it before (see tests/integration/conftest.py).
+azureml-core's own retries need no setting here: the app's adapter switches them off itself
+(``shared.settings.prepare_sdk_environment``, before azureml is first imported). Code that imports
+azureml-core directly, as the wire-behaviour tests do, talks to the SDK as it ships.
 """
 
 from __future__ import annotations
