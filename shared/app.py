@@ -6,10 +6,12 @@ azureml-core or sendgrid, and a timer run imports only what it uses. Tests swap 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
 
 from . import redaction
 from .cancellation import CancelRequest, CancelResult, keep_instance_tonight
@@ -18,6 +20,27 @@ from .ports import CancelLedger, ComputeWorkspace, Mailer
 from .retry import BACKGROUND, INTERACTIVE, RetryPolicy
 from .settings import Settings, load_settings
 from .sweep import SweepReport, stop_unclaimed_instances
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _no_secret_escapes(run: Callable[P, R]) -> Callable[P, R]:
+    """Whatever leaves a use case leaves it masked: the Functions worker reports an escaping exception
+    (text, traceback, cause chain) itself, past the log-record factory."""
+
+    @functools.wraps(run)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return run(*args, **kwargs)
+        except Exception as error:
+            masked = redaction.scrub(error)
+            if masked is error:
+                raise
+        # Raised outside the except block, so not even a hidden __context__ leads back to the original.
+        raise masked
+
+    return guarded
 
 
 def _azureml(settings: Settings) -> ComputeWorkspace:
@@ -65,6 +88,7 @@ def _settings() -> Settings:
     return settings
 
 
+@_no_secret_escapes
 def run_mail_sender() -> NoticeReport:
     settings = _settings()
     return send_shutdown_notices(
@@ -76,6 +100,7 @@ def run_mail_sender() -> NoticeReport:
     )
 
 
+@_no_secret_escapes
 def run_compute_shutdown() -> SweepReport:
     settings = _settings()
     return stop_unclaimed_instances(
@@ -87,6 +112,7 @@ def run_compute_shutdown() -> SweepReport:
     )
 
 
+@_no_secret_escapes
 def run_cancel_shutdown(request: CancelRequest) -> CancelResult:
     settings = _settings()
     ledger = ADAPTERS.ledger(settings)
