@@ -6,7 +6,13 @@ import logging
 from dataclasses import dataclass, field
 
 from .cancellation import ALLOWED_METHODS, CancelResult, Outcome
-from .errors import AutoShutdownError, CancelRequestError, ConfigurationError, TransientServiceError
+from .errors import (
+    AutoShutdownError,
+    CancelRequestError,
+    ConfigurationError,
+    OutOfTimeError,
+    TransientServiceError,
+)
 from .rendering import format_local, render
 
 log = logging.getLogger(__name__)
@@ -54,9 +60,29 @@ def for_error(error: AutoShutdownError) -> Page:
         if error.status == 405:
             page.headers["Allow"] = ", ".join(ALLOWED_METHODS)
         return page
-    log.error("CancelShutDown could not complete a request: %s", error)
     if isinstance(error, ConfigurationError):
-        return _unavailable("The shutdown service is not configured correctly.")
+        # The invocation itself succeeds (it answered a page): this line is what the alert looks for.
+        log.error("CancelShutDown is misconfigured and refuses every click: %s", error)
+        return _problem(
+            500,
+            "The shutdown service is misconfigured",
+            "The shutdown service is not configured correctly, so it cannot record any request. "
+            "Nothing was recorded: tonight's shutdown still applies.",
+            "Save your work before the shutdown. Trying again will not help until your Azure ML platform "
+            "admin fixes the settings; the problem is in the service's error log.",
+        )
+    log.error("CancelShutDown could not complete a request: %s", error)
+    if isinstance(error, OutOfTimeError):
+        # The write may still land after we stopped waiting: say so, and make pressing again safe.
+        return _problem(
+            503,
+            "Your request was not confirmed",
+            "The shutdown service did not hear back from its storage in time, so your request may or "
+            "may not have been recorded.",
+            "Press the button again: pressing it twice never does any harm. Until you see the "
+            "confirmation, assume tonight's shutdown still applies.",
+            retry=True,
+        )
     if isinstance(error, TransientServiceError):
         page = _unavailable("The shutdown service could not record your request just now.")
         page.headers["Retry-After"] = "30"
@@ -78,9 +104,11 @@ def _unavailable(message: str) -> Page:
         503,
         "Could not record your request",
         f"{message} Nothing was recorded: tonight's shutdown still applies.",
-        "Please try the link again in a minute. If it keeps failing, tell your Azure ML platform admin.",
+        "Please try again in a minute. If it keeps failing, tell your Azure ML platform admin.",
+        retry=True,
     )
 
 
-def _problem(status: int, title: str, message: str, advice: str) -> Page:
-    return Page(status, render("problem.html", tone="problem", title=title, message=message, advice=advice))
+def _problem(status: int, title: str, message: str, advice: str, retry: bool = False) -> Page:
+    body = render("problem.html", tone="problem", title=title, message=message, advice=advice, retry=retry)
+    return Page(status, body)

@@ -45,10 +45,6 @@ class World:
         for name, value in VALID_ENVIRON.items():
             monkeypatch.setenv(name, value)
 
-    def link_for(self, instance: str) -> str:
-        mail = self.mailer.to("ml-team@contoso.com")
-        return next(url for url in re.findall(r"https://\S+", mail.text) if instance in mail.text)
-
 
 @pytest.fixture
 def world(monkeypatch) -> World:
@@ -141,13 +137,30 @@ def test_ledger_down_at_click_time_is_a_503_never_a_success(world):
     assert world.ledger.records == {}
 
 
-def test_misconfiguration_is_a_503_page_for_people_and_a_failed_run_for_timers(world, monkeypatch):
+def test_misconfiguration_is_an_error_log_naming_the_setting_and_an_honest_page(world, monkeypatch, caplog):
     monkeypatch.setenv("cancel_link_secret", "short")
     response = CancelShutDown.main(request("GET", "https://h/api/CancelShutDown?token=x"))
-    assert response.status_code == 503 and "not configured correctly" in response.get_body().decode()
+    body = response.get_body().decode()
+    assert response.status_code == 500 and "misconfigured" in body
+    assert "shutdown still applies" in body and "try again in a minute" not in body.lower()
+    (line,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert (
+        line.getMessage().startswith("CancelShutDown is misconfigured")
+        and "cancel_link_secret" in line.getMessage()
+    )
     with pytest.raises(ConfigurationError, match="cancel_link_secret"):
         ComputeShutdown.main(TimerRequest())
     assert world.workspace.stop_calls == []
+
+
+def test_instance_names_in_the_settings_match_azure_without_case(world, monkeypatch):
+    monkeypatch.setenv("aml_compute_instance", "CI-Alice")
+    MailSender.main(TimerRequest())
+    assert world.mailer.to("ml-team@contoso.com").instances == ("ci-alice",)  # Azure's spelling
+    assert CancelShutDown.main(request("POST", link_of(world, "ci-alice"))).status_code == 200
+    world.now = SWEEP_AT
+    ComputeShutdown.main(TimerRequest())  # not "CI-Alice: not found": the run succeeds
+    assert world.workspace.stop_calls == []  # kept by the click
 
 
 def test_an_unexpected_bug_is_a_500_page_and_is_logged(world, monkeypatch, caplog):
