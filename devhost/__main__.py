@@ -12,14 +12,14 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from . import local_settings
 from .functions import FunctionLoadError, discover
 from .http_host import FunctionsHost
-from .timers import TimerScheduler
+from .timers import TimerScheduler, schedule_zone
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("Host")
@@ -28,9 +28,10 @@ log = logging.getLogger("Host")
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s: %(message)s", stream=sys.stdout)
-    signal.signal(signal.SIGTERM, lambda *_: _interrupt())  # stop as cleanly on SIGTERM as on Ctrl-C
+    stop_signals = _StopSignals()  # SIGTERM stops as cleanly as Ctrl-C, and only once
     cleanups: list[Callable[[], None]] = []  # run in reverse order, whatever happens
     try:
+        schedule_zone()  # a bad TZ fails before anything starts
         functions = discover(ROOT)
         host = _bind(args.port, functions)  # before anything else starts: a taken port fails fast
         cleanups.append(host.server_close)
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         host.serve_in_background()
         cleanups.append(host.shutdown)
         print(f"Host ready on http://localhost:{args.port}", flush=True)
-        threading.Event().wait()
+        while True:  # wake up often: a signal may land on another thread, and only this one handles it
+            time.sleep(0.25)
     except KeyboardInterrupt:
         print("Stopping...", flush=True)
     except (FunctionLoadError, local_settings.LocalSettingsError, ValueError) as error:
@@ -52,23 +54,62 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for cleanup in reversed(cleanups):
             cleanup()
+        stop_signals.restore()
     return 0
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT stop the host, once.
+
+    The first one raises KeyboardInterrupt in the main thread, wherever it is; every later one is a
+    no-op, so that it cannot interrupt the cleanups. `make run` forwards the signal it gets, and a
+    Ctrl-C reaches make and the host alike, so the host is often told twice, a few milliseconds apart.
+    (The handler stays installed: switching to SIG_IGN from inside it would make Python report a
+    signal already pending as "ignored due to race condition".)
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received = False
+        self.previous = {number: signal.signal(number, self._stop) for number in self.SIGNALS}
+
+    def _stop(self, number: int, frame: object) -> None:
+        if not self.received:
+            self.received = True
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        """Put the previous handlers back, unless stopping was asked for: then stay deaf until exit."""
+        if not self.received:
+            for number, handler in self.previous.items():
+                signal.signal(number, handler)
 
 
 def _bind(port: int, functions) -> FunctionsHost:
     try:
         return FunctionsHost(port, functions)
     except OSError as error:
-        raise ValueError(f"port {port}: {error.strerror} (is `func start` running? use --port)") from None
+        other = 7181 if port != 7181 else 7291
+        raise ValueError(
+            f"port {port}: {error.strerror} (is `func start` running? "
+            f"use `make run PORT={other}` or `python -m devhost --port {other}`)"
+        ) from None
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--port", type=_port, default=7071, help="default 7071, as `func start`")
     parser.add_argument("--settings", type=Path, default=ROOT / "local.settings.json")
     parser.add_argument("--demo", action="store_true", help="run the demo even if local.settings.json exists")
     parser.add_argument("--outbox", type=Path, default=ROOT / "outbox", help="where the demo's mails go")
     return parser.parse_args(argv)
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port number (1-65535), not {text!r}")
+    return int(text)
 
 
 def _environment(args: argparse.Namespace, cleanups: list[Callable[[], None]]) -> str:
@@ -101,10 +142,6 @@ def _announce(functions, timers: TimerScheduler, port: int) -> None:
             print(f"  {function.name}: [{methods}] http://localhost:{port}/api/{function.route}")
         else:
             print(f"  {function.name}: timerTrigger, next run {upcoming[function.name].isoformat()}")
-
-
-def _interrupt() -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

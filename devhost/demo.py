@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
+from shared import setting_rules
 from tests.standins import Azurite, StandIns
+
+from .timers import schedule_zone
 
 # (name, state, creator): some running, one stopped, one busy with a job; owners have addresses.
 DEMO_INSTANCES = [
@@ -94,12 +96,8 @@ def _daily_times() -> tuple[datetime, datetime]:
 
     In the zone the host reads schedules in (TZ, else UTC), so the NCRONTAB hours come out right.
     """
-    now = datetime.now(_schedule_zone()).replace(second=0, microsecond=0)
+    now = datetime.now(schedule_zone()).replace(second=0, microsecond=0)
     return now + timedelta(minutes=30), now + timedelta(minutes=60)
-
-
-def _schedule_zone() -> tzinfo:
-    return ZoneInfo(os.environ["TZ"]) if os.environ.get("TZ") else UTC
 
 
 def _ncrontab(at: datetime) -> str:
@@ -111,8 +109,8 @@ def _local_zone_name() -> str:
     for candidate in (os.environ.get("TZ", "").strip(), _read("/etc/timezone").strip()):
         try:
             if candidate:
-                return ZoneInfo(candidate).key
-        except (ValueError, OSError):
+                return setting_rules.time_zone(candidate).key
+        except ValueError:
             continue
     return "UTC"
 

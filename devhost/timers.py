@@ -9,9 +9,10 @@ import logging
 import os
 import threading
 from datetime import UTC, datetime, tzinfo
-from zoneinfo import ZoneInfo
 
 from croniter import croniter
+
+from shared import setting_rules
 
 from . import invoke
 from .functions import Function
@@ -20,10 +21,24 @@ log = logging.getLogger("Host.Timers")
 PAST_DUE_AFTER = 60.0  # seconds late before an occurrence counts as past due
 
 
+def schedule_zone() -> tzinfo:
+    """The zone schedules are read in: `TZ` (parsed as the app parses it), UTC if unset or blank.
+
+    A bad value is a ValueError naming TZ, for the one-line "Cannot start: ..." message.
+    """
+    value = os.environ.get("TZ", "")
+    if not value.strip():
+        return UTC
+    try:
+        return setting_rules.time_zone(value)
+    except ValueError as problem:
+        raise ValueError(f"TZ {problem}") from None
+
+
 class TimerScheduler:
     def __init__(self, functions: list[Function]):
         self.timers = [(f, f.schedule()) for f in functions if f.kind == "timerTrigger"]
-        self.zone: tzinfo = ZoneInfo(os.environ["TZ"]) if os.environ.get("TZ") else UTC
+        self.zone = schedule_zone()
         self._stop = threading.Event()
         for function, schedule in self.timers:
             if not croniter.is_valid(schedule, second_at_beginning=True) or len(schedule.split()) != 6:

@@ -3,6 +3,7 @@
 import json
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -121,3 +122,91 @@ def test_a_malformed_request_line_is_refused_without_logging_it(caplog):
         host.shutdown()
         host.server_close()
     assert "-> 400" in caplog.text and "secret-token-123" not in caplog.text
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "Europe", "x" * 300])
+def test_a_bad_tz_is_a_one_line_cannot_start_naming_tz(zone, monkeypatch, capsys, tmp_path):
+    from devhost.__main__ import main
+
+    monkeypatch.setenv("TZ", zone)
+    assert main(["--demo", "--port", str(_free_port()), "--outbox", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("Cannot start: TZ is not an IANA time zone name") and err.count("\n") == 1
+    assert "Traceback" not in out + err
+
+
+def test_a_bad_tz_stops_python_m_devhost_with_exit_1_and_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TZ": "Europe"}
+    run = subprocess.run(
+        [sys.executable, "-m", "devhost", "--demo", "--port", str(_free_port()), "--outbox", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr == "Cannot start: TZ is not an IANA time zone name (like Europe/Berlin): 'Europe'\n"
+    assert "Traceback" not in run.stdout
+
+
+@pytest.mark.parametrize("zone", ["", "Europe/Berlin", ":Europe/Berlin"])
+def test_timers_read_schedules_in_tz_as_glibc_spells_it(zone, monkeypatch):
+    from datetime import UTC
+
+    from devhost.timers import schedule_zone
+
+    monkeypatch.setenv("TZ", zone)
+    assert schedule_zone() == (UTC if not zone else ZoneInfo("Europe/Berlin"))
+
+
+def test_a_taken_port_names_both_ways_to_pick_another(capsys):
+    import socket
+
+    from devhost.__main__ import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"Cannot start: port {port}: ") and err.count("\n") == 1
+    assert "make run PORT=7181" in err and "python -m devhost --port 7181" in err
+
+
+def _make_n(*args: str) -> str:
+    import shutil
+    import subprocess
+
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PORT", "ARGS", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
+    # -n only prints the recipes (run has no $(MAKE) line, so nothing is installed or started)
+    done = subprocess.run(
+        ["make", "-n", "run", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (line,) = [line for line in done.stdout.splitlines() if " -m devhost" in line]
+    return line
+
+
+def test_make_run_passes_port_and_args_on_to_the_dev_host():
+    assert _make_n().split(" -m devhost")[1].split() == ["--port", "7071"]
+    assert _make_n("PORT=7181").split(" -m devhost")[1].split() == ["--port", "7181"]
+    with_args = _make_n("PORT=7181", "ARGS=--demo --outbox /tmp/mails")
+    assert with_args.split(" -m devhost")[1].split() == ["--port", "7181", "--demo", "--outbox", "/tmp/mails"]
