@@ -82,8 +82,8 @@ screenshots: venv node
 	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest tests/e2e/test_browser.py -ra
 
 # make run PORT=7181 (when 7071 is taken), or any dev host option: make run ARGS="--demo --outbox /tmp/mails"
-PORT ?= 7071
-ARGS ?=
+PORT = 7071
+ARGS =
 run: venv node
 	$(PY) -m devhost --port $(PORT) $(ARGS)
 
