@@ -1,7 +1,9 @@
-"""The one module the functions call: reads App Settings, builds the adapters, runs one use case.
+"""The one module the functions call: `bootstrap` reads App Settings and wires one App; its methods run
+one use case each.
 
-SDK-backed adapters are imported inside their builders, so loading CancelShutDown never imports
-azureml-core or sendgrid, and a timer run imports only what it uses. Tests swap `ADAPTERS` for fakes.
+Adapters are built from plain values, on first use, and their SDKs imported only then: loading
+CancelShutDown never imports azureml-core or sendgrid, and a tick with nothing due builds nothing.
+Tests call `bootstrap(settings, workspace=..., ledger=..., mailer=..., clock=...)` with fakes.
 """
 
 from __future__ import annotations
@@ -9,17 +11,19 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
 
 from . import redaction
 from .cancellation import CancelRequest, CancelResult, keep_instance_tonight
-from .notices import NoticeReport, send_shutdown_notices
+from .links import LinkSigner
+from .notices import MailOptions, NoticeReport, send_shutdown_notices
 from .ports import CancelLedger, ComputeWorkspace, Mailer
 from .retry import BACKGROUND, INTERACTIVE, RetryPolicy
 from .settings import Settings, load_settings
-from .sweep import SweepReport, stop_unclaimed_instances
+from .shutdown_calendar import ShutdownCalendar
+from .sweep import SweepOptions, SweepReport, stop_unclaimed_instances
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,77 +47,121 @@ def _no_secret_escapes(run: Callable[P, R]) -> Callable[P, R]:
     return guarded
 
 
-def _azureml(settings: Settings) -> ComputeWorkspace:
-    from .azureml_workspace import AzureMLWorkspace
+class App:
+    """Settings turned into the use cases' explicit values, and the adapters, built when first needed."""
 
-    return AzureMLWorkspace(settings)
+    def __init__(self, settings: Settings, workspace, ledger, mailer, clock, sleep, monotonic):
+        self.settings = settings
+        self.calendar = ShutdownCalendar(settings.target(), settings.calendar_rules())
+        self.signer = LinkSigner(settings.cancel_link_secret)
+        self._factories = {"workspace": workspace, "ledger": ledger, "mailer": mailer}
+        self._built: dict[str, object] = {}
+        self.clock, self.sleep, self.monotonic = clock, sleep, monotonic
+
+    def _adapter(self, name: str):
+        if name not in self._built:
+            self._built[name] = self._factories[name]()
+        return self._built[name]
+
+    def _policy(self, base: RetryPolicy) -> RetryPolicy:
+        return replace(base, sleep=self.sleep, clock=self.monotonic)
+
+    def mail_sender(self) -> NoticeReport | None:
+        s = self.settings
+        options = MailOptions(
+            s.cancel_url, s.subject, s.to_emails, s.notify_instance_owner, s.dry_run, s.max_parallel
+        )
+        return send_shutdown_notices(
+            self.clock(), self.calendar, options, self.signer, _Lazy(self, "workspace"),
+            _Lazy(self, "ledger"), _Lazy(self, "mailer"), self._policy(BACKGROUND),
+        )  # fmt: skip
+
+    def compute_shutdown(self) -> SweepReport | None:
+        options = SweepOptions(self.settings.dry_run, self.settings.max_parallel)
+        return stop_unclaimed_instances(
+            self.clock(), self.calendar, _Lazy(self, "workspace"), _Lazy(self, "ledger"), options,
+            self._policy(BACKGROUND), self.monotonic,
+        )  # fmt: skip
+
+    def cancel_shutdown(self, request: CancelRequest) -> CancelResult:
+        return keep_instance_tonight(
+            request, self.clock(), self.calendar, self.signer, _Lazy(self, "ledger"),
+            self._policy(INTERACTIVE), sleep=self.sleep,
+        )  # fmt: skip
 
 
-def _table(settings: Settings) -> CancelLedger:
+class _Lazy:
+    """Stands for an adapter and builds it on its first call, so a tick that does nothing builds nothing."""
+
+    def __init__(self, app: App, name: str):
+        self._app, self._name = app, name
+
+    def __getattr__(self, attribute: str):
+        return getattr(self._app._adapter(self._name), attribute)
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    workspace: ComputeWorkspace | None = None,
+    ledger: CancelLedger | None = None,
+    mailer: Mailer | None = None,
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> App:
+    """The App for these settings (the process's App Settings by default). Adapters given are used as
+    they are; the others are built from the settings when first needed."""
+    settings = settings or load_settings()
+    redaction.protect(settings.secrets())
+    return App(
+        settings,
+        (lambda: workspace) if workspace is not None else functools.partial(_azureml, settings),
+        (lambda: ledger) if ledger is not None else functools.partial(_table, settings),
+        (lambda: mailer) if mailer is not None else functools.partial(_sendgrid, settings),
+        clock or _utc_now,
+        sleep,
+        monotonic,
+    )
+
+
+def _azureml(s: Settings) -> ComputeWorkspace:
+    from .azureml_workspace import AzureMLWorkspace, ServicePrincipal
+
+    principal = (
+        ServicePrincipal(s.tenant_id, s.service_principal_id, s.service_principal_password)
+        if s.uses_service_principal
+        else None
+    )
+    return AzureMLWorkspace(s.subscription_id, s.resource_group, s.workspace, principal)
+
+
+def _table(s: Settings) -> CancelLedger:
     from .table_ledger import TableCancelLedger
 
-    return TableCancelLedger(settings.storage_connection_string, settings.cancel_table)
+    return TableCancelLedger(s.storage_connection_string, s.cancel_table)
 
 
-def _sendgrid(settings: Settings) -> Mailer:
+def _sendgrid(s: Settings) -> Mailer:
     from .sendgrid_mailer import SendGridMailer
 
-    return SendGridMailer(settings.sendgrid_api_key, settings.from_email, settings.from_name)
+    return SendGridMailer(s.sendgrid_api_key, s.from_email, s.from_name)
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class Adapters:
-    workspace: Callable[[Settings], ComputeWorkspace] = _azureml
-    ledger: Callable[[Settings], CancelLedger] = _table
-    mailer: Callable[[Settings], Mailer] = _sendgrid
-    clock: Callable[[], datetime] = _utc_now
-    sleep: Callable[[float], None] = time.sleep  # between retries
-    monotonic: Callable[[], float] = time.monotonic  # for retry waits; moves with `sleep`
-
-
-ADAPTERS = Adapters()
-
-
-def _policy(base: RetryPolicy) -> RetryPolicy:
-    return replace(base, sleep=ADAPTERS.sleep, clock=ADAPTERS.monotonic)
-
-
-def _settings() -> Settings:
-    settings = load_settings()
-    redaction.protect(settings.secrets())
-    return settings
+@_no_secret_escapes
+def run_mail_sender() -> NoticeReport | None:
+    return bootstrap().mail_sender()
 
 
 @_no_secret_escapes
-def run_mail_sender() -> NoticeReport:
-    settings = _settings()
-    return send_shutdown_notices(
-        settings,
-        ADAPTERS.workspace(settings),
-        ADAPTERS.mailer(settings),
-        ADAPTERS.clock(),
-        _policy(BACKGROUND),
-    )
-
-
-@_no_secret_escapes
-def run_compute_shutdown() -> SweepReport:
-    settings = _settings()
-    return stop_unclaimed_instances(
-        settings,
-        ADAPTERS.workspace(settings),
-        ADAPTERS.ledger(settings),
-        ADAPTERS.clock(),
-        _policy(BACKGROUND),
-    )
+def run_compute_shutdown() -> SweepReport | None:
+    return bootstrap().compute_shutdown()
 
 
 @_no_secret_escapes
 def run_cancel_shutdown(request: CancelRequest) -> CancelResult:
-    settings = _settings()
-    ledger = ADAPTERS.ledger(settings)
-    return keep_instance_tonight(request, settings, ledger, ADAPTERS.clock(), _policy(INTERACTIVE))
+    return bootstrap().cancel_shutdown(request)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass, field
 
 import requests
 
-from .domain import Instance
+from .domain import JOB_RUNNING, RUNNING, Instance, StopOutcome
 from .errors import CredentialsError, NotFoundError, ServiceError, TransientServiceError
 from .retry import retry_after_seconds
-from .settings import Settings, prepare_sdk_environment
+from .settings import prepare_sdk_environment
 
 prepare_sdk_environment()  # before azureml is imported: it reads its retry count once, at import
 from azureml.core import ComputeTarget, Workspace  # noqa: E402
@@ -31,9 +32,21 @@ MI_SETTINGS = ("the Function App's managed identity and its role on the workspac
 WORKSPACE_SETTINGS = ("subscription_id", "resource_group", "aml_workspace")
 
 
+@dataclass(frozen=True)
+class ServicePrincipal:
+    tenant_id: str
+    client_id: str
+    secret: str = field(repr=False)
+
+
 class AzureMLWorkspace:
-    def __init__(self, settings: Settings):
-        self._settings = settings
+    """`principal` None means the Function App's managed identity."""
+
+    def __init__(
+        self, subscription_id: str, resource_group: str, name: str, principal: ServicePrincipal | None = None
+    ):
+        self._where = (subscription_id, resource_group, name)
+        self._principal = principal
         self._lock = threading.Lock()
         self._workspace = None
         self._computes: dict[str, object] = {}
@@ -46,44 +59,50 @@ class AzureMLWorkspace:
             raise self._translate(error, "listing compute instances") from error
         instances = [c for c in computes if isinstance(c, ComputeInstance)]
         self._computes = {c.name: c for c in instances}
-        return [Instance(c.name, _state(c), _owner(c)) for c in instances]
+        return [Instance(c.name, _state(c), _owner(c), _tags(c)) for c in instances]
 
-    def stop(self, name: str) -> bool:
+    def stop(self, name: str) -> StopOutcome:
         compute = self._computes.get(name)
         try:
             if compute is None:
                 compute = ComputeInstance(self._connect(), name)
-            # stop() re-reads the state first and refuses (no POST) if the instance is already stopped.
+            else:
+                compute.refresh_state()  # a fresh read: a job may have started since the listing
+            state = _state(compute)
+            if state != RUNNING:
+                return StopOutcome.BUSY if state == JOB_RUNNING else StopOutcome.NOT_RUNNING
+            # stop() would read the state again (and stop a JobRunning instance all the same): we
+            # have just read it, so skip its read and send the stop alone.
+            compute.refresh_state = _already_read
             compute.stop(wait_for_completion=False, show_output=False)
         except Exception as error:
             if compute is not None and _state(compute).lower() in STOPPED_OR_STOPPING:
-                return False
+                return StopOutcome.NOT_RUNNING
             raise self._translate(error, f"stopping {name}") from error
-        return True
+        return StopOutcome.STOPPED
 
     def _connect(self):
         with self._lock:
             if self._workspace is None:
-                s = self._settings
+                subscription_id, resource_group, name = self._where
                 try:
-                    self._workspace = Workspace(
-                        s.subscription_id, s.resource_group, s.workspace, auth=self._auth()
-                    )
+                    self._workspace = Workspace(subscription_id, resource_group, name, auth=self._auth())
                 except Exception as error:
-                    raise self._translate(error, f"opening workspace {s.workspace}") from error
+                    raise self._translate(error, f"opening workspace {name}") from error
             return self._workspace
 
     def _auth(self):
-        s = self._settings
-        if s.uses_service_principal:
-            return ServicePrincipalAuthentication(
-                s.tenant_id, s.service_principal_id, s.service_principal_password
-            )
-        return MsiAuthentication()
+        p = self._principal
+        return (
+            ServicePrincipalAuthentication(p.tenant_id, p.client_id, p.secret) if p else MsiAuthentication()
+        )
 
     def _translate(self, error: Exception, what: str) -> ServiceError:
-        credentials = SP_SETTINGS if self._settings.uses_service_principal else MI_SETTINGS
-        return translate(error, what, credentials)
+        return translate(error, what, SP_SETTINGS if self._principal else MI_SETTINGS)
+
+
+def _already_read() -> None:
+    """Stands in for ComputeInstance.refresh_state right after the adapter's own read."""
 
 
 # Azure AD error codes -> the App Settings that most likely hold the mistake.
@@ -129,6 +148,11 @@ def translate(error: Exception, what: str, credentials: tuple[str, ...]) -> Serv
 def _state(compute) -> str:
     status = getattr(compute, "status", None)
     return getattr(status, "state", None) or getattr(compute, "provisioning_state", None) or "Unknown"
+
+
+def _tags(compute) -> tuple[tuple[str, str], ...]:
+    tags = getattr(compute, "tags", None) or {}
+    return tuple((str(key), str(value)) for key, value in tags.items()) if isinstance(tags, dict) else ()
 
 
 def _owner(compute) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 from .domain import Instance, InstanceSelection
 from .setting_rules import EMAIL
@@ -23,6 +24,39 @@ class ShutdownPlan:
     kept: tuple[Instance, ...] = ()  # running, but somebody asked to keep it tonight
     busy: tuple[Instance, ...] = ()  # running a job: never stopped
     not_running: tuple[Instance, ...] = ()
+    opted_out: tuple[Instance, ...] = ()  # its opt-out tag says so: never mailed about or stopped
+    stopped_before: tuple[Instance, ...] = ()  # stopped earlier this night; running again means restarted
+
+
+@dataclass(frozen=True)
+class OptOuts:
+    instances: tuple[Instance, ...] = ()
+    warnings: tuple[str, ...] = ()  # tags with a value we do not understand, naming the instance
+
+
+OPT_OUT_VALUES = {"off", "false", "no", "never"}
+
+
+def opt_outs(instances: Iterable[Instance], tag: str, day: date) -> OptOuts:
+    """Instances whose `tag` keeps them out of the night of `day`: `off`/`false`/`no`/`never` (any case)
+    always, an ISO date up to and including that date. Any other value is ignored, with a warning."""
+    out, warnings = [], []
+    for instance in instances:
+        value = (instance.tag(tag) or "").strip()
+        if not value:
+            continue
+        if value.lower() in OPT_OUT_VALUES:
+            out.append(instance)
+            continue
+        try:
+            if day <= date.fromisoformat(value):
+                out.append(instance)
+        except ValueError:
+            warnings.append(
+                f"{instance.name}: tag {tag}={value!r} is neither off/false/no/never nor a date "
+                "(YYYY-MM-DD); ignored"
+            )
+    return OptOuts(tuple(out), tuple(warnings))
 
 
 @dataclass(frozen=True)
@@ -40,19 +74,32 @@ def select_targets(instances: Iterable[Instance], selection: InstanceSelection) 
     return Targets(found, missing)
 
 
-def plan_shutdown(targets: Iterable[Instance], kept_names: Iterable[str]) -> ShutdownPlan:
+def plan_shutdown(
+    targets: Iterable[Instance],
+    kept_names: Iterable[str],
+    opted_out: Iterable[Instance] = (),
+    stopped_before: Iterable[str] = (),
+) -> ShutdownPlan:
     keep = {name.lower() for name in kept_names}
-    stop, kept, busy, idle = [], [], [], []
+    out = {instance.name.lower() for instance in opted_out}
+    earlier = {name.lower() for name in stopped_before}
+    groups: dict[str, list[Instance]] = {k: [] for k in ("stop", "kept", "busy", "idle", "out", "before")}
     for instance in targets:
-        if instance.is_busy:
-            busy.append(instance)
+        name = instance.name.lower()
+        if name in out:
+            group = "out"
+        elif instance.is_busy:
+            group = "busy"
         elif not instance.is_running:
-            idle.append(instance)
-        elif instance.name.lower() in keep:
-            kept.append(instance)
+            group = "idle"
+        elif name in keep:
+            group = "kept"
+        elif name in earlier:
+            group = "before"  # its owner started it again after tonight's stop: theirs to keep
         else:
-            stop.append(instance)
-    return ShutdownPlan(tuple(stop), tuple(kept), tuple(busy), tuple(idle))
+            group = "stop"
+        groups[group].append(instance)
+    return ShutdownPlan(*(tuple(groups[k]) for k in ("stop", "kept", "busy", "idle", "out", "before")))
 
 
 def announced(targets: Iterable[Instance]) -> tuple[Instance, ...]:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from enum import Enum
 
 # Azure ML naming rules: compute names 3-24 chars, letter first; workspaces 3-33 chars.
 INSTANCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]")
 WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,32}")
+WORKSPACE_ID = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{1,90}"
+    r"/providers/Microsoft\.MachineLearningServices/workspaces/[A-Za-z0-9][A-Za-z0-9_-]{2,32}",
+    re.IGNORECASE,
+)
 
 # Compute instance states (Azure ML REST `ComputeInstanceState`) we act on. Every other state
 # (Stopped, Stopping, Starting, Creating, Restarting, SettingUp, Unusable, ...) is "not running".
@@ -23,6 +29,11 @@ class Instance:
     name: str
     state: str
     owner: str | None = None  # properties.createdBy.userName; an e-mail address for AAD users
+    tags: tuple[tuple[str, str], ...] = ()  # Azure tags, as (name, value) pairs
+
+    def tag(self, name: str) -> str | None:
+        """The value of tag `name`; Azure tag names compare without case."""
+        return next((value for key, value in self.tags if key.lower() == name.lower()), None)
 
     @property
     def is_running(self) -> bool:
@@ -32,6 +43,13 @@ class Instance:
     def is_busy(self) -> bool:
         """Running a job right now: never stopped, but it will be if the job ends before the sweep."""
         return self.state == JOB_RUNNING
+
+
+class StopOutcome(Enum):
+    STOPPED = "stopped"  # Azure accepted the stop
+    NOT_RUNNING = "not running"  # a fresh read found it stopped or stopping already
+    BUSY = "busy"  # a fresh read found it running a job: never stopped
+    STALE = "stale"  # not tried: the read that said Running is too old to act on (list again)
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,80 @@ class InstanceSelection:
     def includes(self, name: str) -> bool:
         # Azure resource names are case-insensitive: `CI-Alice` in the settings is Azure's `ci-alice`.
         return self.every_instance or name.lower() in {n.lower() for n in self.names}
+
+
+@dataclass(frozen=True)
+class WorkspaceTarget:
+    """One Azure ML workspace the app manages: where it is, which instances, and the opt-out tag."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+    instances: InstanceSelection = InstanceSelection(every_instance=True)
+    opt_out_tag: str = "auto-shutdown"
+
+    @property
+    def arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.name}"
+        )
+
+    @property
+    def key(self) -> str:
+        """The ARM id as a Table Storage key (no `/`), without case: Azure ids ignore case."""
+        return f"{self.subscription_id}|{self.resource_group}|{self.name}".lower()
+
+    def is_named_by(self, workspace_id: str) -> bool:
+        return workspace_id.lower() == self.arm_id.lower()
+
+
+@dataclass(frozen=True)
+class Night:
+    """One workspace's shutdown on one local date; `shutdown_at` is its UTC instant."""
+
+    target: WorkspaceTarget
+    day: date
+    shutdown_at: datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.target.key}|{self.day.isoformat()}"
+
+
+@dataclass(frozen=True)
+class NightRecord:
+    """What one night's mail run or sweep has done so far, as kept in the ledger's table.
+
+    A tick claims the night (an atomic insert, or taking over an unfinished record whose lease ran
+    out), works, then saves its progress. `version` is the store's ETag: a save only succeeds over the
+    version it claimed. `kept` (sweeps only) is the set of keeps the sweep honours: read once, right
+    after the claim closed the night to new keeps, and reused by every later tick of that night.
+    """
+
+    night_key: str
+    kind: str  # "mail" or "sweep"
+    state: str  # "running", "done", "incomplete" (a later tick in the window retries), "missed"
+    lease_until: datetime
+    done: tuple[str, ...] = ()  # recipients mailed / instances stopped
+    kept: tuple[str, ...] | None = None
+    failures: tuple[str, ...] = ()
+    version: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "missed")
+
+    def progressed(self, done: tuple[str, ...], failures: tuple[str, ...]) -> NightRecord:
+        """After a tick: what it did added to what earlier ticks did; incomplete if anything failed."""
+        merged = tuple(dict.fromkeys((*self.done, *done)))
+        return replace(self, state="incomplete" if failures else "done", done=merged, failures=failures)
+
+    def with_kept(self, kept: tuple[str, ...]) -> NightRecord:
+        return replace(self, kept=kept)
+
+    def missed(self) -> NightRecord:
+        return replace(self, state="missed")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@
     │   ├── CredentialsError        the service rejected our credentials; .setting names what to fix
     │   └── NotFoundError           the workspace or compute instance does not exist
     ├── OutOfTimeError              a call got no answer within the run's time budget
-    └── RunFailedError              a run finished, but some items failed; .failures names each
+    ├── LostClaimError              another tick took this night over (our lease ran out mid-run)
+    └── RunFailedError              a run finished, but some items failed (or a night was missed);
+                                    .failures names each
 
 Use cases raise these; entry points turn them into HTTP pages or failed timer runs. Adapters translate
 SDK exceptions into ServiceError subclasses so that nothing above them imports an SDK.
@@ -89,6 +91,11 @@ class NotFoundError(ServiceError):
 
 class OutOfTimeError(AutoShutdownError):
     """A call got no answer (or no turn) within the run's time budget; it may still complete later."""
+
+
+class LostClaimError(AutoShutdownError):
+    """Our claim on a night's mail run or sweep was taken over by another tick after its lease ran out;
+    what this tick did is not recorded, and the other tick redoes what is left."""
 
 
 class RunFailedError(AutoShutdownError):

@@ -1,19 +1,22 @@
 """Signed cancel links: what a link grants, how it is signed, and which links we honour.
 
 A link carries a token signed with `cancel_link_secret` (itsdangerous, HMAC-SHA1 over a salted key).
-The token names the workspace, the instance, the local day of the shutdown and the UTC instant of
-that shutdown; it expires at that instant. Nobody without the secret can mint or alter one.
+The token names the workspace (by its ARM id, so two workspaces of one name in different resource
+groups never meet), the instance, the local day of the shutdown and the UTC instant of that shutdown.
+It is good for the calendar's next night only, until that night's shutdown. Nobody without the
+secret can mint or alter one. Tokens minted before workspaces were named by ARM id carry the bare
+workspace name; they still work for the workspace of that name this app manages.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from itsdangerous import BadData, URLSafeSerializer
 
-from .domain import INSTANCE_NAME, WORKSPACE_NAME, InstanceSelection
+from .domain import INSTANCE_NAME, WORKSPACE_ID, WORKSPACE_NAME, Night, WorkspaceTarget
 from .errors import ExpiredLinkError, InvalidLinkError
 
 TOKEN_PARAMETER = "token"  # noqa: S105 - a query parameter name, not a secret
@@ -25,10 +28,10 @@ _SALT = "aml-autoshutdown.cancel-link.v1"
 class CancelGrant:
     """What a valid link lets its holder do: keep `instance` running for the shutdown at `shutdown_at`."""
 
-    workspace: str
+    workspace: str  # the workspace's ARM id (a bare name in tokens from before)
     instance: str
-    day: date  # local date of shutdown_at in the configured time zone
-    shutdown_at: datetime  # UTC
+    day: date  # local date of the shutdown
+    shutdown_at: datetime  # UTC, as announced in the mail
 
 
 class LinkSigner:
@@ -61,37 +64,35 @@ class LinkSigner:
         return _grant_from(payload)
 
 
-def check_grant(
-    grant: CancelGrant,
-    workspace: str,
-    selection: InstanceSelection,
-    zone: tzinfo,
-    now: datetime,
-    next_shutdown_day: date,
-) -> None:
-    """Refuse a genuine link that no longer applies: another workspace, an instance no longer managed,
-    a shutdown that already began, or a night other than the one of the next shutdown."""
-    if grant.workspace != workspace or not selection.includes(grant.instance):
+def check_grant(grant: CancelGrant, target: WorkspaceTarget, night: Night | None, now: datetime) -> Night:
+    """The night `grant` keeps an instance for, or an error if the genuine link no longer applies:
+    another workspace, an instance no longer managed, a shutdown that already began, or a night other
+    than the next one (`night`, from the calendar)."""
+    named = target.is_named_by(grant.workspace) or grant.workspace.lower() == target.name.lower()
+    if not named or not target.instances.includes(grant.instance):
         raise InvalidLinkError(
-            f"This link is for compute instance {grant.instance} in workspace {grant.workspace}, "
+            f"This link is for compute instance {grant.instance} in workspace {_name(grant.workspace)}, "
             "which this shutdown service does not manage (any more).",
             "Nothing was changed. Ask your Azure ML platform admin if you expected otherwise.",
         )
-    if grant.shutdown_at.astimezone(zone).date() != grant.day:
-        raise _damaged()
-    if now >= grant.shutdown_at:
+    if night is None or grant.day < night.day or (grant.day == night.day and now >= night.shutdown_at):
         raise ExpiredLinkError(
             f"The shutdown this link was for ({grant.day:%A %d %B %Y}) has already begun, "
             "so it can no longer be cancelled.",
             "If the instance was stopped, start it again from Azure ML studio. To keep it running "
             "on a later night, use the link in that evening's e-mail.",
         )
-    if grant.day != next_shutdown_day:
+    if grant.day != night.day:
         raise InvalidLinkError(
             f"This link is for the shutdown on {grant.day:%A %d %B %Y}, but the next shutdown is on "
-            f"{next_shutdown_day:%A %d %B %Y}.",
+            f"{night.day:%A %d %B %Y}.",
             "Nothing was changed. Use the link from the e-mail sent before the shutdown you want to skip.",
         )
+    return night
+
+
+def _name(workspace: str) -> str:
+    return workspace.rsplit("/", 1)[-1]
 
 
 def cancel_link(base_url: str, token: str) -> str:
@@ -108,7 +109,7 @@ def _grant_from(payload: object) -> CancelGrant:
     workspace, instance, day, instant = payload["w"], payload["i"], payload["d"], payload["t"]
     if not (
         isinstance(workspace, str)
-        and WORKSPACE_NAME.fullmatch(workspace)
+        and (WORKSPACE_ID.fullmatch(workspace) or WORKSPACE_NAME.fullmatch(workspace))
         and isinstance(instance, str)
         and INSTANCE_NAME.fullmatch(instance)
         and isinstance(day, str)

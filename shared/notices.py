@@ -1,56 +1,107 @@
-"""MailSender: tell the people concerned what tonight's shutdown will stop, with a keep-it link each."""
+"""MailSender: tell the people concerned what the next shutdown will stop, with a keep-it link each.
+
+Every tick asks the calendar whether a night's warning window is open; if not, nothing else happens.
+The night's mail run is claimed in the ledger, so however many ticks, hosts or retries there are,
+each recipient gets one mail per night. A tick that could not mail everybody leaves the night
+incomplete, and the next tick inside the window mails only those still waiting.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
-from .decisions import announced, mail_subject, plan_mails
-from .domain import Instance, OutgoingMail
+from .decisions import announced, mail_subject, opt_outs, plan_mails
+from .domain import Instance, Night, OutgoingMail
 from .errors import CredentialsError, RunFailedError, traceback_if_bug
 from .fanout import run_bounded
 from .inventory import list_targets
 from .links import CancelGrant, LinkSigner, cancel_link
-from .ports import ComputeWorkspace, Mailer
-from .rendering import format_local, render
+from .nightly import LEASE, save_progress
+from .ports import CancelLedger, ComputeWorkspace, Mailer
+from .rendering import format_local, relative_day, render
 from .retry import BACKGROUND, Backpressure, RetryPolicy
-from .settings import Settings
+from .shutdown_calendar import ShutdownCalendar
 
 log = logging.getLogger(__name__)
 SEND_BUDGET = 180.0
+MAIL = "mail"
+
+
+@dataclass(frozen=True)
+class MailOptions:
+    cancel_url: str
+    subject: str
+    to_emails: tuple[str, ...]
+    notify_instance_owner: bool = False
+    dry_run: bool = False
+    max_parallel: int = 16
 
 
 @dataclass(frozen=True)
 class NoticeReport:
-    day: date
+    night: Night
     mailed: tuple[str, ...] = ()
     failures: dict[str, str] = field(default_factory=dict)
 
 
 def send_shutdown_notices(
-    settings: Settings,
-    workspace: ComputeWorkspace,
-    mailer: Mailer,
     now: datetime,
+    calendar: ShutdownCalendar,
+    options: MailOptions,
+    signer: LinkSigner,
+    workspace: ComputeWorkspace,
+    ledger: CancelLedger,
+    mailer: Mailer,
     policy: RetryPolicy = BACKGROUND,
     send_budget: float = SEND_BUDGET,
-) -> NoticeReport:
-    """Mails every recipient once; raises RunFailedError (after mailing the rest) if anything failed."""
-    shutdown_at, day = settings.next_shutdown(now)
-    targets = list_targets(workspace, settings.instances, policy)
-    instances = announced(targets.instances)
-    plan = plan_mails(instances, settings.to_emails, settings.notify_instance_owner)
-    links = _links(settings, instances, day, shutdown_at)
-    mails = [_compose(settings, to, items, links, shutdown_at) for to, items in plan.by_recipient.items()]
-    if not mails:
-        log.info("MailSender for the night of %s: no running instance to announce", day)
+) -> NoticeReport | None:
+    """Mails the night that is due, if any; raises RunFailedError (after mailing the rest) on failures."""
+    night = calendar.mail_due(now)
+    if night is None:
+        return None  # the common case: no remote call at all
+    record = policy.call(lambda: ledger.claim(night, MAIL, now, LEASE), "claiming the night's mail run")
+    if record is None:
+        log.info("MailSender for the night of %s: already sent, or being sent by another run", night.day)
+        return None
+    failures: dict[str, str] = {}
+    mailed: tuple[str, ...] = ()
+    try:
+        targets = list_targets(workspace, night.target.instances, policy)
+        failures.update({name: "not found in the workspace" for name in targets.missing})
+        out = opt_outs(targets.instances, night.target.opt_out_tag, night.day)
+        for warning in out.warnings:
+            log.warning("MailSender: %s", warning)
+        running = announced(i for i in targets.instances if i not in out.instances)
+        plan = plan_mails(running, options.to_emails, options.notify_instance_owner)
+        left_alone = plan_mails(announced(out.instances), options.to_emails, options.notify_instance_owner)
+        links = _links(options.cancel_url, signer, night, running)
+        zone = calendar.rules.zone
+        mails = [
+            _compose(options, night, now, zone, to, items, links, len(left_alone.by_recipient.get(to, ())))
+            for to, items in plan.by_recipient.items()
+            if to not in record.done
+        ]
+        mailed, send_failures = _send(mails, mailer, options, policy, send_budget, night)
+        failures.update(send_failures)
+        _summarise(night, options, mailed, running, out.instances, failures)
+    except Exception as error:
+        failures.setdefault("the mail run", str(error))
+        save_progress(ledger, record.progressed(mailed, tuple(failures)), policy, after_error=True)
+        raise
+    save_progress(ledger, record.progressed(mailed, tuple(failures)), policy)
+    if failures:
+        raise RunFailedError("MailSender", failures)
+    return NoticeReport(night, mailed, failures)
 
+
+def _send(mails, mailer, options, policy, budget, night) -> tuple[tuple[str, ...], dict[str, str]]:
     rejected: list[CredentialsError] = []  # once SendGrid refuses the key, every other send would too
     sendgrid = Backpressure()  # a 429 for one mail holds back all of them
 
     def send(mail: OutgoingMail) -> None:
-        if settings.dry_run:
+        if options.dry_run:
             log.info("Dry run: would mail %s about %s", mail.to, ", ".join(mail.instances))
             return
         if rejected:
@@ -61,52 +112,55 @@ def send_shutdown_notices(
             rejected.append(error)
             raise
 
-    outcomes = run_bounded(mails, send, settings.max_parallel, send_budget)
+    outcomes = run_bounded(mails, send, options.max_parallel, budget)
     if rejected:
-        log.error("MailSender for the night of %s: nobody was mailed: %s", day, rejected[0])
+        log.error("MailSender for the night of %s: nobody was mailed: %s", night.day, rejected[0])
         raise rejected[0]
-    failures = {name: "not found in the workspace" for name in targets.missing}
+    failures = {}
     for mail, result in outcomes.items():
         if isinstance(result, Exception):
             failures[mail.to] = f"not told about {', '.join(mail.instances)}: {result}"
             log.error("Could not mail %s: %s", mail.to, result, exc_info=traceback_if_bug(result))
     mailed = tuple(mail.to for mail, result in outcomes.items() if not isinstance(result, Exception))
-    verb = "would mail" if settings.dry_run else "mailed"
+    return mailed, failures
+
+
+def _summarise(night, options, mailed, running, opted_out, failures) -> None:
+    verb = "would mail" if options.dry_run else "mailed"
     (log.error if failures else log.info)(
-        "MailSender for the night of %s: %s %d recipient(s) about %d instance(s), failed %d",
-        day, verb, len(mailed), len(instances), len(failures),
+        "MailSender for the night of %s: %s %d recipient(s) about %d instance(s), opted out %d, failed %d",
+        night.day, verb, len(mailed), len(running), len(opted_out), len(failures),
     )  # fmt: skip
-    if failures:
-        raise RunFailedError("MailSender", failures)
-    return NoticeReport(day, mailed, failures)
 
 
-def _links(settings: Settings, instances: tuple[Instance, ...], day: date, at: datetime) -> dict[str, str]:
-    signer = LinkSigner(settings.cancel_link_secret)
+def _links(cancel_url: str, signer: LinkSigner, night: Night, instances) -> dict[str, str]:
     return {
         i.name: cancel_link(
-            settings.cancel_url, signer.sign(CancelGrant(settings.workspace, i.name, day, at))
+            cancel_url, signer.sign(CancelGrant(night.target.arm_id, i.name, night.day, night.shutdown_at))
         )
         for i in instances
     }
 
 
 def _compose(
-    settings: Settings, to: str, instances: tuple[Instance, ...], links: dict[str, str], at: datetime
+    options, night, now, zone, to, instances: tuple[Instance, ...], links, opted_out
 ) -> OutgoingMail:
     names = tuple(i.name for i in instances)
-    subject = mail_subject(settings.subject, names)
+    subject = mail_subject(options.subject, names)
     context = dict(
         subject=subject,
-        workspace=settings.workspace,
-        shutdown_time=format_local(at, settings.time_zone),
+        workspace=night.target.name,
+        shutdown_time=format_local(night.shutdown_at, zone),
+        when=relative_day(night.shutdown_at, now, zone),
         count=len(instances),
         items=[{"name": i.name, "note": _note(i), "link": links[i.name]} for i in instances],
+        opted_out=opted_out,
+        opt_out_tag=night.target.opt_out_tag,
     )
     return OutgoingMail(to, subject, render("mail.txt", **context), render("mail.html", **context), names)
 
 
 def _note(instance: Instance) -> str:
     if instance.is_busy:
-        return "running a job now; stopped tonight only if the job has finished by then"
+        return "running a job now; stopped only if the job has finished by then"
     return "running now"

@@ -40,11 +40,12 @@ class Page:
 
 
 def for_result(result: CancelResult) -> Page:
-    grant = result.grant
+    grant, night = result.grant, result.night
     facts = dict(
         instance=grant.instance,
-        workspace=grant.workspace,
-        shutdown_time=format_local(grant.shutdown_at, result.zone),
+        workspace=night.target.name,
+        resource_group=night.target.resource_group,
+        shutdown_time=format_local(night.shutdown_at, result.zone),
     )
     if result.outcome is Outcome.CONFIRM:
         return Page(

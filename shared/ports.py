@@ -7,11 +7,10 @@ Every method raises only errors from shared.errors.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import date
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from .domain import Cancellation, Instance, OutgoingMail
+from .domain import Cancellation, Instance, Night, NightRecord, OutgoingMail, StopOutcome
 
 
 class ComputeWorkspace(Protocol):
@@ -21,20 +20,33 @@ class ComputeWorkspace(Protocol):
         """Every compute instance in the workspace (other compute types left out), in one listing."""
         ...
 
-    def stop(self, name: str) -> bool:
-        """Ask Azure to stop `name`. False if it turned out to be not running any more."""
+    def stop(self, name: str) -> StopOutcome:
+        """Stop `name` if it is still Running; never stop an instance that is running a job."""
         ...
 
 
 class CancelLedger(Protocol):
-    """Where "keep it running tonight" requests are recorded."""
+    """Table Storage: the keeps people asked for, and what each night's runs have done."""
 
-    def record(self, cancellation: Cancellation) -> bool:
-        """Store it once. False if the same instance and day were already recorded."""
+    def record(self, night: Night, cancellation: Cancellation) -> bool:
+        """Store a keep once. False if the same instance was already kept that night."""
         ...
 
-    def kept_instances(self, workspace: str, day: date) -> Iterable[str]:
-        """Names of the instances somebody asked to keep on `day`, read with a single query."""
+    def kept_instances(self, night: Night) -> set[str]:
+        """Names of the instances somebody asked to keep that night, read with a single query."""
+        ...
+
+    def night_record(self, night: Night, kind: str) -> NightRecord | None:
+        """The night's mail or sweep record, if a tick has claimed it."""
+        ...
+
+    def claim(self, night: Night, kind: str, now: datetime, lease: timedelta) -> NightRecord | None:
+        """Claim the night's mail run or sweep: an atomic insert, or taking over an unfinished record
+        whose lease has run out. None if it is finished, or another tick holds it."""
+        ...
+
+    def save(self, record: NightRecord) -> NightRecord:
+        """Store progress over the version claimed; LostClaimError if another tick took over since."""
         ...
 
 

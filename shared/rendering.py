@@ -39,3 +39,16 @@ def format_local(instant: datetime, zone: tzinfo) -> str:
     universal = local.utcoffset() == timedelta(0) and local.tzname() in ("UTC", "GMT")
     suffix = f" ({key})" if key and key != local.tzname() and not universal else ""
     return f"{local:%A} {local.day} {local:%B %Y at %H:%M} {local.tzname()}{suffix}"
+
+
+def relative_day(instant: datetime, now: datetime, zone: tzinfo) -> str:
+    """How a person reading at `now` calls the day of `instant`: tonight, today, tomorrow, or its name."""
+    local, today = instant.astimezone(zone), now.astimezone(zone).date()
+    days = (local.date() - today).days
+    if (days == 0 and local.hour >= 17) or (days == 1 and local.hour < 5):
+        return "tonight"
+    if days == 0:
+        return "today"
+    if days == 1:
+        return "tomorrow"
+    return f"on {local:%A} {local.day} {local:%B}"

@@ -8,7 +8,6 @@ from email.utils import parseaddr
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from . import schedule
 from .domain import INSTANCE_NAME, WORKSPACE_NAME, InstanceSelection
 
 EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
@@ -108,16 +107,6 @@ def time_zone(value: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder (`Europe`), a huge name
         raise ValueError(f"is not an IANA time zone name (like Europe/Berlin): {value[:64]!r}") from None
-
-
-def ncrontab(value: str) -> str:
-    text = " ".join(value.split())
-    if not schedule.is_valid(text):
-        raise ValueError(
-            f"is not a six-field NCRONTAB expression ({{second}} {{minute}} {{hour}} {{day}} "
-            f"{{month}} {{day-of-week}}, e.g. '0 0 19 * * 1-5'): {value!r}"
-        )
-    return text
 
 
 def cancel_url(value: str) -> str:

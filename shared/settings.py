@@ -9,15 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, time, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
-from . import redaction, schedule
+from . import calendar_settings as cal
+from . import redaction
 from . import setting_rules as rules
-from .domain import InstanceSelection
+from .domain import InstanceSelection, WorkspaceTarget
 from .errors import ConfigurationError
+from .shutdown_calendar import CalendarRules
 
 DEFAULT_SUBJECT = "Azure ML compute instances stop tonight"
 FREE_TEXT = {"subject"}  # shown to people as written: `<` and `>` are text there, never a placeholder
@@ -41,9 +43,13 @@ class Settings:
     subject: str
     cancel_link_secret: str = field(repr=False)
     time_zone: ZoneInfo
-    schedule_zone: ZoneInfo
-    mail_schedule: str
-    shutdown_schedule: str
+    shutdown_time: time
+    shutdown_days: frozenset[int]
+    warning_minutes: int
+    catch_up_minutes: int
+    skip_dates: tuple[tuple[date, date], ...]
+    holidays: tuple[tuple[str, str | None], ...]
+    opt_out_tag: str
     notify_instance_owner: bool
     dry_run: bool
     cancel_table: str
@@ -53,16 +59,21 @@ class Settings:
     def uses_service_principal(self) -> bool:
         return self.service_principal_id is not None
 
-    def next_shutdown(self, after: datetime) -> tuple[datetime, date]:
-        """The next ComputeShutdown run after `after` (UTC) and the night it belongs to: the one a mail
-        sent now announces, and the only one CancelShutDown accepts links for."""
-        run = schedule.next_run(self.shutdown_schedule, after, self.schedule_zone)
-        return run, schedule.local_day(run, self.time_zone)
+    def target(self) -> WorkspaceTarget:
+        return WorkspaceTarget(
+            self.subscription_id, self.resource_group, self.workspace, self.instances, self.opt_out_tag
+        )
 
-    def nearest_shutdown(self, at: datetime) -> tuple[datetime, date]:
-        """The ComputeShutdown run closest to `at` and its night: what a (possibly late) sweep serves."""
-        run = schedule.nearest_run(self.shutdown_schedule, at, self.schedule_zone)
-        return run, schedule.local_day(run, self.time_zone)
+    def calendar_rules(self) -> CalendarRules:
+        return CalendarRules(
+            zone=self.time_zone,
+            shutdown_time=self.shutdown_time,
+            days=self.shutdown_days,
+            warning=timedelta(minutes=self.warning_minutes),
+            catch_up=timedelta(minutes=self.catch_up_minutes),
+            skip_ranges=self.skip_dates,
+            holiday=cal.holiday_lookup(self.holidays),
+        )
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line: the secrets, the function key (and anything
@@ -98,10 +109,13 @@ class Settings:
             subject=reader.optional("subject", rules.one_line, DEFAULT_SUBJECT) or DEFAULT_SUBJECT,
             cancel_link_secret=reader.required("cancel_link_secret", rules.secret),
             time_zone=reader.optional("time_zone", rules.time_zone, ZoneInfo("UTC")),
-            # The Functions host reads NCRONTAB in UTC unless the platform's TZ says otherwise.
-            schedule_zone=reader.optional("TZ", rules.time_zone, ZoneInfo("UTC")),
-            mail_schedule=reader.required("mail_schedule", rules.ncrontab),
-            shutdown_schedule=reader.required("shutdown_schedule", rules.ncrontab),
+            shutdown_time=reader.optional("shutdown_time", cal.wall_time, time(20, 0)),
+            shutdown_days=reader.optional("shutdown_days", cal.shutdown_days, frozenset(range(7))),
+            warning_minutes=reader.optional("warning_minutes", lambda v: rules.bounded_int(v, 5, 720), 60),
+            catch_up_minutes=reader.optional("catch_up_minutes", lambda v: rules.bounded_int(v, 0, 720), 120),
+            skip_dates=reader.optional("skip_dates", cal.skip_dates, ()),
+            holidays=reader.optional("holidays", cal.holiday_codes, ()),
+            opt_out_tag=reader.optional("opt_out_tag", cal.opt_out_tag, "auto-shutdown"),
             notify_instance_owner=reader.optional("notify_instance_owner", rules.boolean, False),
             dry_run=reader.optional("dry_run", rules.boolean, False),
             cancel_table=reader.optional(
@@ -110,8 +124,17 @@ class Settings:
             max_parallel=reader.optional("max_parallel", lambda v: rules.bounded_int(v, 1, 64), 16),
         )
         reader.optional("FUNCTIONS_WORKER_RUNTIME", rules.exactly("python"), "python")
+        # Not used (the timers tick in UTC and the app keeps the calendar), but a broken TZ breaks the
+        # platform too: name it here rather than let it surface as a traceback somewhere else.
+        reader.optional("TZ", rules.time_zone, None)
         from_address = reader.required("from_email", rules.sender)
         values["from_email"], values["from_name"] = from_address or (None, None)
+        for name, instead in cal.RETIRED.items():
+            if environ.get(name, "").strip():
+                reader.problems.append(
+                    f"{name} is no longer used: the timers tick every five minutes and the app keeps the "
+                    f"calendar; remove it and set {instead} instead"
+                )
         _check_combinations(reader, values)
         if reader.problems:
             raise ConfigurationError(reader.problems)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import defaultdict
-from datetime import date
+from dataclasses import replace
+from datetime import datetime, timedelta
 
-from shared.domain import Cancellation, Instance, OutgoingMail
+from shared.domain import Cancellation, Instance, Night, NightRecord, OutgoingMail, StopOutcome
+from shared.errors import LostClaimError
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -27,8 +30,8 @@ VALID_ENVIRON = {
     "subject": "Compute instances stop tonight",
     "cancel_link_secret": TEST_SECRET,
     "time_zone": "Europe/Berlin",
-    "mail_schedule": "0 0 16 * * *",
-    "shutdown_schedule": "0 0 19 * * *",  # 20:00 in Berlin in winter
+    "shutdown_time": "20:00",
+    "warning_minutes": "180",  # the mail goes out at 17:00 Berlin time
 }
 
 
@@ -47,22 +50,33 @@ class FakeWorkspace:
         self.stop_errors: dict[str, list[Exception]] = defaultdict(list)  # per name, in order
         self._lock = threading.Lock()
 
-    def list_instances(self) -> list[Instance]:
-        self.list_calls += 1
-        if self.list_errors:
-            raise self.list_errors.pop(0)
-        return list(self.instances.values())
+    @property
+    def calls(self) -> int:
+        return self.list_calls + len(self.stop_calls)
 
-    def stop(self, name: str) -> bool:
+    def list_instances(self) -> list[Instance]:
+        with self._lock:
+            self.list_calls += 1
+            if self.list_errors:
+                raise self.list_errors.pop(0)
+            return list(self.instances.values())
+
+    def stop(self, name: str) -> StopOutcome:
         with self._lock:
             self.stop_calls.append(name)
             if self.stop_errors[name]:
                 raise self.stop_errors[name].pop(0)
             instance = self.instances[name]
-            if instance.state not in ("Running", "JobRunning"):
-                return False
-            self.instances[name] = Instance(name, "Stopped", instance.owner)
-            return True
+            if instance.state == "JobRunning":
+                return StopOutcome.BUSY  # the real adapters read the state before stopping
+            if instance.state != "Running":
+                return StopOutcome.NOT_RUNNING
+            self.instances[name] = replace(instance, state="Stopped")
+            return StopOutcome.STOPPED
+
+    def set_state(self, name: str, state: str) -> None:
+        with self._lock:
+            self.instances[name] = replace(self.instances[name], state=state)
 
     @property
     def stopped(self) -> list[str]:
@@ -70,30 +84,69 @@ class FakeWorkspace:
 
 
 class FakeLedger:
+    """Keeps and night records with the Table adapter's semantics: atomic inserts, ETag-checked updates."""
+
     def __init__(self):
-        self.records: dict[tuple[str, date, str], Cancellation] = {}
-        self.queries: list[tuple[str, date]] = []
+        self.records: dict[tuple[str, str], Cancellation] = {}  # (night key, instance lower) -> keep
+        self.nights: dict[tuple[str, str], NightRecord] = {}  # (night key, kind) -> record
+        self.queries: list[str] = []
         self.record_calls = 0
-        self.errors: list[Exception] = []  # raised by the next calls (record or query), in order
+        self.calls = 0
+        self.errors: list[Exception] = []  # raised by the next calls (any method), in order
+        self._versions = itertools.count(1)
         self._lock = threading.Lock()
 
-    def record(self, cancellation: Cancellation) -> bool:
+    def _call(self) -> None:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def record(self, night: Night, cancellation: Cancellation) -> bool:
         with self._lock:
             self.record_calls += 1
-            if self.errors:
-                raise self.errors.pop(0)
-            key = (cancellation.workspace, cancellation.day, cancellation.instance)
+            self._call()
+            key = (night.key, cancellation.instance.lower())
             if key in self.records:
                 return False
             self.records[key] = cancellation
             return True
 
-    def kept_instances(self, workspace: str, day: date) -> set[str]:
+    def kept_instances(self, night: Night) -> set[str]:
         with self._lock:
-            self.queries.append((workspace, day))
-            if self.errors:
-                raise self.errors.pop(0)
-            return {name for (ws, d, name) in self.records if ws == workspace and d == day}
+            self.queries.append(night.key)
+            self._call()
+            return {c.instance for (key, _), c in self.records.items() if key == night.key}
+
+    def night_record(self, night: Night, kind: str) -> NightRecord | None:
+        with self._lock:
+            self._call()
+            return self.nights.get((night.key, kind))
+
+    def claim(self, night: Night, kind: str, now: datetime, lease: timedelta) -> NightRecord | None:
+        with self._lock:
+            self._call()
+            current = self.nights.get((night.key, kind))
+            if current and (current.finished or (current.state == "running" and current.lease_until > now)):
+                return None
+            base = current or NightRecord(night.key, kind, "running", now)
+            claimed = replace(
+                base, state="running", lease_until=now + lease, version=str(next(self._versions))
+            )
+            self.nights[(night.key, kind)] = claimed
+            return claimed
+
+    def save(self, record: NightRecord) -> NightRecord:
+        with self._lock:
+            self._call()
+            current = self.nights.get((record.night_key, record.kind))
+            if current is None or current.version != record.version:
+                raise LostClaimError(f"another run took over the {record.kind} of {record.night_key}")
+            saved = replace(record, version=str(next(self._versions)))
+            self.nights[(record.night_key, record.kind)] = saved
+            return saved
+
+    def kept_names(self) -> set[str]:
+        return {c.instance for c in self.records.values()}
 
 
 class FakeMailer:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from devhost import local_settings
-from devhost.functions import FunctionLoadError, discover
+from devhost.functions import Function, FunctionLoadError, discover
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,9 +26,14 @@ def test_discovers_the_three_functions_with_their_bindings():
     assert {"GET", "HEAD", "POST"} <= http.methods
     timer = functions["ComputeShutdown"]
     assert (timer.kind, timer.binding_name) == ("timerTrigger", "timer")
-    assert timer.schedule({"shutdown_schedule": "0 0 19 * * *"}) == "0 0 19 * * *"
-    with pytest.raises(FunctionLoadError, match="shutdown_schedule"):
-        timer.schedule({})
+    assert timer.schedule({}) == "0 */5 * * * *"  # the heartbeat: the app keeps the calendar
+
+
+def test_a_schedule_naming_an_app_setting_resolves_like_the_host_does():
+    tick = Function("Tick", {"type": "timerTrigger", "name": "timer", "schedule": "%my_schedule%"}, print)
+    assert tick.schedule({"my_schedule": "0 0 19 * * *"}) == "0 0 19 * * *"
+    with pytest.raises(FunctionLoadError, match="my_schedule"):
+        tick.schedule({})
 
 
 def test_local_settings_are_applied_but_the_environment_wins(tmp_path, monkeypatch, caplog):

@@ -4,12 +4,11 @@ past the log-record factory: it must already be masked. Issue: a SAS signature e
 import importlib
 import socket
 import traceback
-from dataclasses import replace
 
 import pytest
 from azure.functions.timer import TimerRequest
 
-from shared import app, redaction
+from shared import redaction
 from shared.errors import RunFailedError, TransientServiceError
 from tests.unit.test_functions import SWEEP_AT, World
 
@@ -35,10 +34,9 @@ def chain(error: BaseException | None):
 
 
 def test_a_sas_signature_never_leaves_compute_shutdown(monkeypatch):
-    world = World(monkeypatch)
+    world = World(monkeypatch, real_ledger=True)
     world.now = SWEEP_AT
     monkeypatch.setenv("AzureWebJobsStorage", sas_connection_string(closed_port()))
-    monkeypatch.setattr(app, "ADAPTERS", replace(app.ADAPTERS, ledger=app._table))  # the real Table client
     with pytest.raises(TransientServiceError) as caught:  # the type survives: monitoring can tell
         ComputeShutdown.main(TimerRequest())
     reported = "".join(traceback.format_exception(caught.value))

@@ -3,6 +3,7 @@
 import importlib
 import logging
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
@@ -19,12 +20,15 @@ MailSender = importlib.import_module("MailSender")
 CancelShutDown = importlib.import_module("CancelShutDown")
 ComputeShutdown = importlib.import_module("ComputeShutdown")
 
+REAL_BOOTSTRAP = app.bootstrap  # captured before any test wraps it
 MAIL_AT = datetime(2026, 11, 24, 16, tzinfo=UTC)
 SWEEP_AT = datetime(2026, 11, 24, 19, 0, 1, tzinfo=UTC)
 
 
 class World:
-    def __init__(self, monkeypatch):
+    """The three functions' main(), wired by app.bootstrap to recording fakes and a clock the test sets."""
+
+    def __init__(self, monkeypatch, real_ledger: bool = False, real_sleep: bool = False):
         self.now = MAIL_AT
         self.workspace = FakeWorkspace(
             Instance("ci-alice", "Running", "alice@contoso.com"),
@@ -33,14 +37,15 @@ class World:
         )
         self.ledger, self.mailer = FakeLedger(), FakeMailer()
         self.slept: list[float] = []
-        adapters = app.Adapters(
-            workspace=lambda s: self.workspace,
-            ledger=lambda s: self.ledger,
-            mailer=lambda s: self.mailer,
-            clock=lambda: self.now,
-            sleep=self.slept.append,
-        )
-        monkeypatch.setattr(app, "ADAPTERS", adapters)
+
+        def bootstrap(settings=None, **given):
+            sleep = time.sleep if real_sleep else self.slept.append
+            fakes = dict(workspace=self.workspace, mailer=self.mailer, clock=lambda: self.now, sleep=sleep)
+            if not real_ledger:
+                fakes["ledger"] = self.ledger
+            return REAL_BOOTSTRAP(settings, **{**fakes, **given})
+
+        monkeypatch.setattr(app, "bootstrap", bootstrap)
         monkeypatch.delenv("TZ", raising=False)
         for name, value in VALID_ENVIRON.items():
             monkeypatch.setenv(name, value)
@@ -87,7 +92,7 @@ def test_the_whole_evening_through_the_entry_points(world, caplog):
     ComputeShutdown.main(TimerRequest())
     assert world.workspace.stopped == ["ci-alice", "ci-carol"]
     assert world.workspace.stop_calls == ["ci-alice"]
-    assert "stopped 1, kept by request 1, busy with a job 0, not running 1, failed 0" in caplog.text
+    assert "stopped 1, kept by request 1, busy with a job 0, not running 1, opted out 0" in caplog.text
 
 
 def test_head_shows_nothing_and_writes_nothing(world):
@@ -164,13 +169,9 @@ def test_instance_names_in_the_settings_match_azure_without_case(world, monkeypa
 
 
 def test_an_unexpected_bug_is_a_500_page_and_is_logged(world, monkeypatch, caplog):
-    def broken(settings):
-        raise ZeroDivisionError("bug")
-
     MailSender.main(TimerRequest())
     link = link_of(world, "ci-alice")
-    monkeypatch.setattr(app, "ADAPTERS", app.Adapters(ledger=broken, clock=lambda: MAIL_AT))
-
+    monkeypatch.setattr(world.ledger, "record", lambda night, cancellation: 1 / 0)
     response = CancelShutDown.main(request("POST", link))
     assert response.status_code == 500 and "CancelShutDown failed unexpectedly" in caplog.text
 

@@ -1,19 +1,18 @@
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.domain import InstanceSelection
+from shared.domain import InstanceSelection, Night, WorkspaceTarget
 from shared.errors import ExpiredLinkError, InvalidLinkError
 from shared.links import CancelGrant, LinkSigner, cancel_link, check_grant
 from tests.fakes import TEST_SECRET
 
-BERLIN = ZoneInfo("Europe/Berlin")
 SHUTDOWN = datetime(2026, 11, 24, 19, tzinfo=UTC)  # 20:00 Berlin
-NIGHT = date(2026, 11, 24)
-GRANT = CancelGrant("ml-ws", "ci-alice", NIGHT, SHUTDOWN)
-EVERY = InstanceSelection(every_instance=True)
+TARGET = WorkspaceTarget("00000000-1111-2222-3333-444444444444", "ml-rg", "ml-ws")
+TONIGHT = Night(TARGET, date(2026, 11, 24), SHUTDOWN)
+GRANT = CancelGrant(TARGET.arm_id, "ci-alice", TONIGHT.day, SHUTDOWN)
 BEFORE = SHUTDOWN - timedelta(hours=3)
 signer = LinkSigner(TEST_SECRET)
 
@@ -22,9 +21,12 @@ def test_a_signed_grant_verifies_to_the_same_grant():
     assert signer.verify(signer.sign(GRANT)) == GRANT
 
 
-def test_a_token_is_url_safe_and_short():
+def test_a_token_is_url_safe_and_fits_the_limit_even_for_the_longest_names():
     token = signer.sign(GRANT)
-    assert len(token) < 200 and all(c.isalnum() or c in "-_." for c in token)
+    assert len(token) < 260 and all(c.isalnum() or c in "-_." for c in token)
+    longest = WorkspaceTarget(TARGET.subscription_id, "r" * 90, "w" * 33)
+    grant = CancelGrant(longest.arm_id, "c" * 24, TONIGHT.day, SHUTDOWN)
+    assert signer.verify(signer.sign(grant)) == grant
 
 
 @pytest.mark.parametrize("token", [None, ""])
@@ -68,35 +70,41 @@ def test_a_payload_of_the_wrong_shape_is_refused_even_when_signed():
 
 
 def test_check_accepts_a_current_link_for_a_managed_instance():
-    check_grant(GRANT, "ml-ws", EVERY, BERLIN, BEFORE, NIGHT)
-    check_grant(GRANT, "ml-ws", InstanceSelection(names=("ci-alice",)), BERLIN, BEFORE, NIGHT)
+    assert check_grant(GRANT, TARGET, TONIGHT, BEFORE) == TONIGHT
+    check_grant(GRANT, replace(TARGET, instances=InstanceSelection(names=("CI-Alice",))), TONIGHT, BEFORE)
+
+
+def test_a_link_from_before_workspaces_were_named_by_arm_id_still_works():
+    legacy = replace(GRANT, workspace="ml-ws")
+    assert check_grant(legacy, TARGET, TONIGHT, BEFORE) == TONIGHT
 
 
 def test_check_refuses_another_workspace_or_an_instance_no_longer_managed():
+    other_rg = WorkspaceTarget(TARGET.subscription_id, "other-rg", "ml-ws")
     with pytest.raises(InvalidLinkError, match="does not manage"):
-        check_grant(GRANT, "other-ws", EVERY, BERLIN, BEFORE, NIGHT)
+        check_grant(GRANT, other_rg, replace(TONIGHT, target=other_rg), BEFORE)  # same name, another group
     with pytest.raises(InvalidLinkError, match="does not manage"):
-        check_grant(GRANT, "ml-ws", InstanceSelection(names=("ci-bob",)), BERLIN, BEFORE, NIGHT)
-
-
-def test_check_refuses_a_day_that_does_not_match_the_shutdown_instant():
-    wrong_day = CancelGrant("ml-ws", "ci-alice", date(2026, 11, 25), SHUTDOWN)
-    with pytest.raises(InvalidLinkError):
-        check_grant(wrong_day, "ml-ws", EVERY, BERLIN, BEFORE, NIGHT)
+        check_grant(GRANT, replace(TARGET, instances=InstanceSelection(names=("ci-bob",))), TONIGHT, BEFORE)
 
 
 def test_a_link_expires_when_its_shutdown_begins():
-    check_grant(GRANT, "ml-ws", EVERY, BERLIN, SHUTDOWN - timedelta(seconds=1), NIGHT)
-    for now in (SHUTDOWN, SHUTDOWN + timedelta(days=3)):
-        with pytest.raises(ExpiredLinkError, match="already begun"):
-            check_grant(GRANT, "ml-ws", EVERY, BERLIN, now, NIGHT)
+    check_grant(GRANT, TARGET, TONIGHT, SHUTDOWN - timedelta(seconds=1))
+    with pytest.raises(ExpiredLinkError, match="already begun"):
+        check_grant(GRANT, TARGET, TONIGHT, SHUTDOWN)
+    tomorrow = Night(TARGET, date(2026, 11, 25), SHUTDOWN + timedelta(days=1))
+    with pytest.raises(ExpiredLinkError, match="already begun"):
+        check_grant(GRANT, TARGET, tomorrow, SHUTDOWN + timedelta(hours=3))  # the next night is another
 
 
 def test_a_link_for_a_later_night_than_the_next_shutdown_is_refused():
-    tomorrow = SHUTDOWN + timedelta(days=1)
-    later = CancelGrant("ml-ws", "ci-alice", date(2026, 11, 25), tomorrow)
+    later = CancelGrant(TARGET.arm_id, "ci-alice", date(2026, 11, 25), SHUTDOWN + timedelta(days=1))
     with pytest.raises(InvalidLinkError, match="next shutdown is on Tuesday 24 November 2026"):
-        check_grant(later, "ml-ws", EVERY, BERLIN, BEFORE, NIGHT)
+        check_grant(later, TARGET, TONIGHT, BEFORE)
+
+
+def test_without_any_next_night_every_link_has_expired():
+    with pytest.raises(ExpiredLinkError):
+        check_grant(GRANT, TARGET, None, BEFORE)
 
 
 def test_cancel_link_merges_into_an_existing_query():

@@ -21,7 +21,6 @@ def test_valid_settings_are_parsed_with_defaults():
     assert settings.to_emails == ("ml-team@contoso.com",)
     assert (settings.from_email, settings.from_name) == ("noreply@contoso.com", "Auto-shutdown")
     assert str(settings.time_zone) == "Europe/Berlin"
-    assert str(settings.schedule_zone) == "UTC"
     assert settings.cancel_table == "cishutdown"
     assert (settings.dry_run, settings.notify_instance_owner, settings.max_parallel) == (False, False, 16)
     assert settings.uses_service_principal
@@ -47,8 +46,8 @@ def test_every_problem_is_reported_at_once():
         time_zone="Mars/Olympus",
         to_emails="ok@contoso.com, not-an-address",
         from_email="nobody",
-        mail_schedule="0 17 * * *",
-        shutdown_schedule="every evening",
+        shutdown_time="8pm",
+        shutdown_days="weekdays",
         dry_run="maybe",
         max_parallel="0",
         func_cancel_shutdown="http://example.com/api/CancelShutDown",
@@ -58,7 +57,7 @@ def test_every_problem_is_reported_at_once():
     named = {problem.split()[0] for problem in found}
     assert named == {
         "subscription_id", "aml_workspace", "cancel_link_secret", "time_zone", "to_emails", "from_email",
-        "mail_schedule", "shutdown_schedule", "dry_run", "max_parallel", "func_cancel_shutdown",
+        "shutdown_time", "shutdown_days", "dry_run", "max_parallel", "func_cancel_shutdown",
         "FUNCTIONS_WORKER_RUNTIME", "cancel_table",
     }  # fmt: skip
 
@@ -66,8 +65,7 @@ def test_every_problem_is_reported_at_once():
 @pytest.mark.parametrize(
     "name",
     ["AzureWebJobsStorage", "subscription_id", "resource_group", "aml_workspace", "aml_compute_instance",
-     "SENDGRID_API_KEY", "func_cancel_shutdown", "from_email", "cancel_link_secret", "mail_schedule",
-     "shutdown_schedule"],
+     "SENDGRID_API_KEY", "func_cancel_shutdown", "from_email", "cancel_link_secret"],
 )  # fmt: skip
 def test_each_required_setting_is_named_when_missing(name):
     assert f"{name} is required but missing" in problems(**{name: None})
@@ -127,8 +125,63 @@ def test_subject_must_be_one_line_and_defaults_when_empty():
     assert Settings.from_environ(environ(subject="")).subject == "Azure ML compute instances stop tonight"
 
 
-def test_schedule_zone_follows_the_platform_tz():
-    assert str(Settings.from_environ(environ(TZ="America/New_York")).schedule_zone) == "America/New_York"
+@pytest.mark.parametrize("value", ["Mars/Olympus", "Europe", "x" * 300])
+def test_a_bad_platform_tz_is_a_configuration_error_naming_it(value):
+    (problem,) = problems(TZ=value)
+    assert problem.startswith("TZ is not an IANA time zone name")
+
+
+def test_the_calendar_settings_have_documented_defaults():
+    settings = Settings.from_environ(environ(shutdown_time=None, warning_minutes=None, time_zone=None))
+    assert (str(settings.time_zone), settings.shutdown_time.isoformat()) == ("UTC", "20:00:00")
+    assert settings.shutdown_days == frozenset(range(7))
+    assert (settings.warning_minutes, settings.catch_up_minutes) == (60, 120)
+    assert (settings.skip_dates, settings.holidays, settings.opt_out_tag) == ((), (), "auto-shutdown")
+
+
+def test_the_calendar_settings_are_parsed():
+    settings = Settings.from_environ(
+        environ(
+            shutdown_time="19:30", shutdown_days="Mon-Fri", warning_minutes="45", catch_up_minutes="0",
+            skip_dates="2026-12-24..2027-01-01", holidays="de-by, US-CA", opt_out_tag="keep-alive",
+        )
+    )  # fmt: skip
+    assert settings.shutdown_time.isoformat() == "19:30:00" and settings.shutdown_days == frozenset(range(5))
+    assert (settings.warning_minutes, settings.catch_up_minutes, settings.opt_out_tag) == (
+        45,
+        0,
+        "keep-alive",
+    )
+    assert settings.holidays == (("DE", "BY"), ("US", "CA"))
+    assert settings.target().opt_out_tag == "keep-alive"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("shutdown_time", "24:00"), ("shutdown_time", "20"), ("shutdown_time", "20:00:00"),
+        ("shutdown_time", "8pm"), ("shutdown_time", "20:60"),
+        ("shutdown_days", "Monday-Friday"), ("shutdown_days", "1-5"), ("shutdown_days", "Mon-Fri-Sat"),
+        ("warning_minutes", "4"), ("warning_minutes", "721"), ("warning_minutes", "1h"),
+        ("catch_up_minutes", "-1"), ("catch_up_minutes", "721"),
+        ("skip_dates", "2026-12-24..2026-12-01"), ("skip_dates", "24.12.2026"), ("skip_dates", "2026-02-30"),
+        ("holidays", "XX"), ("holidays", "DE-ZZ"), ("holidays", "Germany"),
+        ("opt_out_tag", "a/b"), ("opt_out_tag", "x" * 513),
+        ("time_zone", "Berlin"),
+    ],
+)  # fmt: skip
+def test_every_malformed_calendar_setting_is_one_problem_naming_it(name, value):
+    (problem,) = problems(**{name: value})
+    assert problem.startswith(f"{name} ")
+
+
+@pytest.mark.parametrize("retired", ["mail_schedule", "shutdown_schedule"])
+def test_the_retired_schedules_say_what_to_set_instead(retired):
+    (problem,) = problems(**{retired: "0 0 19 * * 1-5"})
+    instead = {"mail_schedule": "warning_minutes", "shutdown_schedule": "shutdown_time, shutdown_days"}[
+        retired
+    ]
+    assert problem.startswith(f"{retired} is no longer used") and instead in problem
 
 
 def test_secrets_to_mask_include_the_function_key_and_the_storage_key():
