@@ -18,9 +18,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.standins import Azurite, StandIns
-from tests.standins.stack import environ_without_routing
-from tests.standins.table_gate import TableGate
+from loopback import Azurite, StandIns
+from loopback.stack import environ_without_routing
+from loopback.table_gate import TableGate
 
 from .pages import measure_pages
 from .report import Row, render

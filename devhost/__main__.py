@@ -125,7 +125,7 @@ def _environment(args: argparse.Namespace, cleanups: list[Callable[[], None]]) -
     local_settings.apply(values)
     storage = os.environ.get("AzureWebJobsStorage", "")
     if storage.replace(" ", "").lower() == "usedevelopmentstorage=true":
-        from tests.standins import Azurite
+        from loopback import Azurite
 
         azurite = Azurite(port=10002)
         cleanups.append(azurite.cleanup)

@@ -9,8 +9,8 @@ import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from loopback import Azurite, StandIns
 from shared import setting_rules
-from tests.standins import Azurite, StandIns
 
 from .timers import schedule_zone
 

@@ -2,10 +2,10 @@
 
 import pytest
 
+from loopback.azureml import AzureMLStandIn
+from loopback.sendgrid import SendGridStandIn
 from tests import conftest
 from tests.fakes import VALID_ENVIRON
-from tests.standins.azureml import AzureMLStandIn
-from tests.standins.sendgrid import SendGridStandIn
 
 KNOWN_SECRETS = {
     VALID_ENVIRON["service_principal_password"],

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.standins.azurite import free_port
-from tests.standins.stack import environ_without_routing
+from loopback.azurite import free_port
+from loopback.stack import environ_without_routing
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """Fixtures for integration tests: loopback stand-ins + Azurite, started once per session.
 
-* ``standins_session`` starts :class:`~tests.standins.StandIns` once and points the process
+* ``standins_session`` starts :class:`~loopback.StandIns` once and points the process
   environment at it (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, both cases) for the
   whole session, restoring the previous values at the end.
 * ``standins`` is the same object, reset before the test (no computes, faults, log, outbox, latency).
@@ -24,11 +24,11 @@ from azure.cosmosdb.table.common.retry import no_retry
 from azure.cosmosdb.table.tableservice import TableService
 from azure.functions.timer import TimerRequest
 
+from loopback import Azurite, StandIns
+from loopback.table_gate import TableGate
 from shared import app
 from shared.settings import prepare_sdk_environment
 from tests.fakes import VALID_ENVIRON
-from tests.standins import Azurite, StandIns
-from tests.standins.table_gate import TableGate
 
 # The app's adapter switches azureml-core's retries off before its first import of azureml; the wire
 # tests in test_standins.py import azureml directly, so they get the same switch, from the same place

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import jsonschema
 
-from tests.standins.sendgrid import SCHEMA_FILE
+from loopback.sendgrid import SCHEMA_FILE
 
 
 def seed_evening(aml) -> None:

@@ -31,7 +31,7 @@ from python_http_client.exceptions import (
 )
 from sendgrid.helpers.mail import Mail
 
-from tests.standins.azurite import free_port
+from loopback.azurite import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -478,7 +478,7 @@ def test_azureml_calls_have_no_client_timeout(standins):
 
 
 def test_env_sets_exactly_the_routing_variables_children_are_cleaned_of(standins):
-    from tests.standins.stack import ROUTING_ENV, environ_without_routing
+    from loopback.stack import ROUTING_ENV, environ_without_routing
 
     assert set(standins.env) == set(ROUTING_ENV)
     assert environ_without_routing({**standins.env, "PATH": "/bin"}) == {"PATH": "/bin"}

@@ -1,6 +1,6 @@
 """JSON bodies of the AAD / ARM / regional Azure ML stand-in, as pure functions.
 
-Shapes follow the official REST examples in ``tests/standins/data`` (Workspace-get.json,
+Shapes follow the official REST examples in ``loopback/data`` (Workspace-get.json,
 Compute-get-ComputeInstance.json, Compute-list.json) and the real services' error formats, plus what
 azureml-core v1 indexes without checking: ``tags``, ``properties.isAttachedCompute``,
 ``properties.resourceId``, ``properties.provisioningErrors``, ``sshSettings.adminPublicKey`` and

@@ -17,7 +17,7 @@ Hosts and the service names used in the request log and in faults:
 * ``<region>.api.azureml.ms`` -> ``"azureml"``: ``/discovery`` (anonymous, as azureml-core fetches it
   without a token) and ``/rp/workspaces/...computes[/{name}]``.
 
-Bodies are built in :mod:`tests.standins.azureml_payloads`, Azure AD lives in :mod:`tests.standins.aad`;
+Bodies are built in :mod:`loopback.azureml_payloads`, Azure AD lives in :mod:`loopback.aad`;
 this module holds the ARM and regional behaviour.
 """
 
@@ -105,7 +105,7 @@ class AzureMLStandIn:
 
     Seed computes with :meth:`seed`, inspect them with :meth:`instance` / :meth:`instances`. Faults and
     the request log live in :attr:`traffic` (shared with the SendGrid stand-in under
-    :class:`~tests.standins.stack.StandIns`). ``page_size`` and ``stop_delay`` may be changed at any time.
+    :class:`~loopback.stack.StandIns`). ``page_size`` and ``stop_delay`` may be changed at any time.
     """
 
     def __init__(

@@ -1,9 +1,9 @@
 """One HTTPS server on 127.0.0.1 that plays every cloud host at once.
 
-Clients reach it through :mod:`tests.standins.proxy` (every CONNECT is tunnelled here), so the TLS
+Clients reach it through :mod:`loopback.proxy` (every CONNECT is tunnelled here), so the TLS
 handshake carries the real host name (SNI) and each request its real ``Host`` header; the server
 dispatches on that header to the stand-in owning the host. Every request is recorded in the shared
-:class:`~tests.standins.traffic.Traffic` log, after faults and latency have been applied. Hosts no
+:class:`~loopback.traffic.Traffic` log, after faults and latency have been applied. Hosts no
 stand-in owns get a JSON 404 (and are logged as service ``"unknown"``); a stand-in that raises gets a
 500 with the traceback, so a bug in a stand-in shows up in the test instead of hanging it.
 """

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: The well-known development storage account every Azurite accepts.
 ACCOUNT_NAME = "devstoreaccount1"
