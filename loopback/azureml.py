@@ -27,7 +27,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 from . import azureml_payloads as p
@@ -79,7 +79,10 @@ _ARM_ERROR_CODES = {
 
 @dataclass
 class Compute:
-    """A seeded compute. ``stop_at``: monotonic time at which a Stopping instance becomes Stopped."""
+    """A seeded compute. ``stop_at``: monotonic time at which a Stopping instance becomes Stopped.
+
+    ``tags``: the compute's ARM tags, served as its top-level ``"tags"`` (azureml-core's ``.tags``).
+    """
 
     name: str
     compute_type: str
@@ -91,6 +94,7 @@ class Compute:
     stop_at: float | None = None
     operation_id: str | None = None
     last_operation: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -158,14 +162,21 @@ class AzureMLStandIn:
         state: str = "Running",
         created_by: str = "alice@contoso.com",
         compute_type: str = "ComputeInstance",
+        tags: dict[str, str] | None = None,
     ) -> None:
-        """Add (or replace) a compute; ``created_by`` is the creator's UPN (``createdBy.userName``)."""
+        """Add (or replace) a compute; ``created_by`` is the creator's UPN (``createdBy.userName``).
+
+        ``tags`` are the compute's ARM tags (name -> value), served as the top-level ``"tags"`` of every
+        representation of it: list pages and single GET, on the ARM and the regional host.
+        """
         if compute_type not in COMPUTE_TYPES:
             raise ValueError(f"compute_type must be one of {COMPUTE_TYPES}")
         now = p.now_iso()
         object_id = str(uuid.uuid5(uuid.NAMESPACE_URL, created_by))
         with self._lock:
-            self._computes[name] = Compute(name, compute_type, state, created_by, now, now, object_id)
+            self._computes[name] = Compute(
+                name, compute_type, state, created_by, now, now, object_id, tags=dict(tags or {})
+            )
 
     def instance(self, name: str) -> str:
         """Current state of a seeded compute ("Running", "Stopping", "Stopped", ...). KeyError if unknown."""
@@ -180,7 +191,8 @@ class AzureMLStandIn:
     def compute(self, name: str) -> Compute:
         """A copy of the full record of a seeded compute."""
         with self._lock:
-            return replace(self._current(self._computes[name]))
+            c = self._current(self._computes[name])
+            return replace(c, tags=dict(c.tags))
 
     def stopped_names(self) -> list[str]:
         """Names whose ``POST .../computes/{name}/stop`` was answered 202, in completion order."""
@@ -413,4 +425,5 @@ class AzureMLStandIn:
             c.created_on,
             c.modified_on,
             properties,
+            c.tags,
         )

@@ -286,13 +286,15 @@ def compute(
     created_on: str,
     modified_on: str,
     properties: dict[str, Any],
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """A compute resource. ``tags`` are its ARM tags (top level, as ARM serves them; ``{}`` if none)."""
     return {
         "id": arm_id,
         "name": name,
         "type": "Microsoft.MachineLearningServices/workspaces/computes",
         "location": region,
-        "tags": {},  # no "identity" key on purpose
+        "tags": dict(tags or {}),  # no "identity" key on purpose
         "properties": {
             "description": None,
             "createdOn": created_on,

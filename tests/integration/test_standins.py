@@ -124,6 +124,29 @@ def test_workspace_list_over_pages_and_stop(standins, monkeypatch):
     ], standins.traffic.dump()
 
 
+def test_compute_tags_reach_the_sdk_from_list_and_get(standins, monkeypatch):
+    a = standins.azureml
+    monkeypatch.setattr(a, "page_size", 1)  # the tagged instance is on the second page
+    tags = {"auto-shutdown": "off", "Owner": "alice"}
+    a.seed("ci-plain")
+    a.seed("ci-tagged", tags=tags)
+    ws = make_workspace(standins)
+
+    listed = {c.name: c for c in ComputeTarget.list(ws)}
+    assert type(listed["ci-tagged"]) is ComputeInstance
+    assert listed["ci-tagged"].tags == tags
+    assert listed["ci-plain"].tags == {}
+    assert ComputeInstance(ws, "ci-tagged").tags == tags
+
+    # ARM serves the same top-level tags as the regional host, in its list and its single GET.
+    auth = ws._auth.get_authentication_header()
+    computes = f"https://management.azure.com{a.workspace_arm_id}/computes"
+    single = requests.get(f"{computes}/ci-tagged?api-version=2023-04-01", headers=auth, timeout=5)
+    assert single.json()["tags"] == tags
+    page = requests.get(f"{computes}?api-version=2023-04-01&$skipToken=1", headers=auth, timeout=5)
+    assert [c["tags"] for c in page.json()["value"]] == [tags]
+
+
 def test_stop_answers_202_with_async_operation_that_succeeds(standins, monkeypatch):
     a = standins.azureml
     monkeypatch.setattr(a, "stop_delay", 0.5)
