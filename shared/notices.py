@@ -18,7 +18,7 @@ from .errors import CredentialsError, RunFailedError, traceback_if_bug
 from .fanout import run_bounded
 from .inventory import list_targets
 from .links import CancelGrant, LinkSigner, cancel_link
-from .nightly import LEASE, save_progress
+from .nightly import claim_night, save_progress
 from .ports import CancelLedger, ComputeWorkspace, Mailer
 from .rendering import format_local, relative_day, render
 from .retry import BACKGROUND, Backpressure, RetryPolicy
@@ -61,9 +61,8 @@ def send_shutdown_notices(
     night = calendar.mail_due(now)
     if night is None:
         return None  # the common case: no remote call at all
-    record = policy.call(lambda: ledger.claim(night, MAIL, now, LEASE), "claiming the night's mail run")
+    record = claim_night(ledger, night, MAIL, now, policy)
     if record is None:
-        log.info("MailSender for the night of %s: already sent, or being sent by another run", night.day)
         return None
     failures: dict[str, str] = {}
     mailed: tuple[str, ...] = ()

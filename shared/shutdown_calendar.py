@@ -25,6 +25,8 @@ from .domain import Night, WorkspaceTarget
 TICK = timedelta(minutes=5)  # both timers' heartbeat: `0 */5 * * * *` in their function.json
 AUDIT = timedelta(minutes=60)  # how long after a night's catch-up window a tick still checks it was swept
 LOOKAHEAD_DAYS = 400  # a skip range may cover months; a calendar with no shutdown for longer has none
+_AROUND = (timedelta(days=-1), timedelta(0), timedelta(days=1))
+_ZERO = timedelta(0)
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -45,6 +47,8 @@ class ShutdownCalendar:
     def __init__(self, target: WorkspaceTarget, rules: CalendarRules):
         self.target, self.rules = target, rules
         self._instants: dict[date, datetime | None] = {}
+        self._walls: dict[date, datetime] = {}
+        self._nights: dict[date, Night | None] = {}
 
     # ------------------------------------------------------------------ which days have a shutdown
     def why_no_shutdown(self, day: date) -> str | None:
@@ -64,37 +68,40 @@ class ShutdownCalendar:
     def shutdown_on(self, day: date) -> datetime | None:
         """The UTC instant of the shutdown on local date `day`, or None on a day without one."""
         if day not in self._instants:
-            self._instants[day] = (
-                None
-                if self.why_no_shutdown(day)
-                else local_instant(day, self.rules.shutdown_time, self.rules.zone)
-            )
+            self._instants[day] = None if self.why_no_shutdown(day) else self._wall_instant(day)
         return self._instants[day]
 
+    def _wall_instant(self, day: date) -> datetime:
+        """shutdown_time on `day`, whether or not that day has a shutdown (cached: every tick asks)."""
+        if day not in self._walls:
+            self._walls[day] = local_instant(day, self.rules.shutdown_time, self.rules.zone)
+        return self._walls[day]
+
     def night(self, day: date) -> Night | None:
-        at = self.shutdown_on(day)
-        return Night(self.target, day, at) if at else None
+        if day not in self._nights:  # cached: every tick asks about yesterday, today and tomorrow
+            at = self.shutdown_on(day)
+            self._nights[day] = Night(self.target, day, at) if at else None
+        return self._nights[day]
 
     # ------------------------------------------------------------------ what a tick at `now` must do
     def mail_due(self, now: datetime) -> Night | None:
-        return self._within(now, lambda at: (at - self.rules.warning, at), closed=False)
+        return self._within(now, -self.rules.warning, _ZERO, closed=False)
 
     def sweep_due(self, now: datetime) -> Night | None:
-        return self._within(now, lambda at: (at, at + self.rules.catch_up), closed=True)
+        return self._within(now, _ZERO, self.rules.catch_up, closed=True)
 
     def audit_due(self, now: datetime) -> Night | None:
         """The night whose catch-up window closed in the last AUDIT: was it swept, or missed?"""
         end = self.rules.catch_up
-        return self._within(now, lambda at: (at + end + timedelta(microseconds=1), at + end + AUDIT), True)
+        return self._within(now, end + timedelta(microseconds=1), end + AUDIT, closed=True)
 
     def skipped(self, now: datetime) -> tuple[date, str] | None:
         """A day without shutdown whose shutdown time is in the last TICK: (day, why), for one log line."""
         today = self.local_date(now)
         for day in (today - timedelta(days=1), today):
-            reason = self.why_no_shutdown(day)
-            at = local_instant(day, self.rules.shutdown_time, self.rules.zone)
-            if reason and at <= now < at + TICK:
-                return day, reason
+            at = self._wall_instant(day)
+            if at <= now < at + TICK and self.shutdown_on(day) is None:
+                return day, self.why_no_shutdown(day) or ""
         return None
 
     def next_night(self, now: datetime) -> Night | None:
@@ -109,16 +116,18 @@ class ShutdownCalendar:
     def local_date(self, instant: datetime) -> date:
         return instant.astimezone(self.rules.zone).date()
 
-    def _within(self, now: datetime, window, closed: bool) -> Night | None:
-        # Windows are at most 12 h (+ AUDIT) long, so only the nights of yesterday, today and tomorrow
-        # can contain `now`; two nights' windows never overlap (nights are about 24 h apart).
+    def _within(self, now: datetime, start: timedelta, end: timedelta, closed: bool) -> Night | None:
+        """The night whose window [shutdown + start, shutdown + end] holds `now` (end excluded unless
+        `closed`). Windows are at most 12 h (+ AUDIT) long, so only the nights of yesterday, today and
+        tomorrow can hold `now`, and two nights' windows never overlap (nights are about 24 h apart)."""
         today = self.local_date(now)
-        for offset in (-1, 0, 1):
-            night = self.night(today + timedelta(days=offset))
+        for offset in _AROUND:
+            night = self.night(today + offset)
             if night is None:
                 continue
-            start, end = window(night.shutdown_at)
-            if start <= now <= end if closed else start <= now < end:
+            if night.shutdown_at + start <= now and (
+                now <= night.shutdown_at + end if closed else now < night.shutdown_at + end
+            ):
                 return night
         return None
 

@@ -20,7 +20,7 @@ from .decisions import ShutdownPlan, opt_outs, plan_shutdown
 from .domain import Night, NightRecord, StopOutcome
 from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
-from .nightly import LEASE, save_progress
+from .nightly import LEASE, claim_night, save_progress
 from .ports import CancelLedger, ComputeWorkspace
 from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
@@ -81,11 +81,8 @@ def stop_unclaimed_instances(
     night = calendar.sweep_due(now)
     if night is None:
         return None  # the common case: no remote call at all
-    record = policy.call(lambda: ledger.claim(night, SWEEP, now, LEASE), "claiming the night's sweep")
+    record = claim_night(ledger, night, SWEEP, now, policy)
     if record is None:
-        log.info(
-            "ComputeShutdown for the night of %s: already swept, or being swept by another run", night.day
-        )
         return None
     try:
         record = _read_keeps_once(night, record, ledger, policy)
