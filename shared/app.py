@@ -63,6 +63,18 @@ class App:
             self._built[name] = self._factories[name]()
         return self._built[name]
 
+    @property
+    def workspace(self) -> ComputeWorkspace:
+        return self._adapter("workspace")
+
+    @property
+    def ledger(self) -> CancelLedger:
+        return self._adapter("ledger")
+
+    @property
+    def mailer(self) -> Mailer:
+        return self._adapter("mailer")
+
     def _policy(self, base: RetryPolicy) -> RetryPolicy:
         return replace(base, sleep=self.sleep, clock=self.monotonic)
 

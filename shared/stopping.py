@@ -44,7 +44,8 @@ def stop_while_fresh(
 
             return policy.call(attempt, f"stopping {name}", azure)
 
-        outcomes = run_bounded(pending, stop, max_parallel, max(0.0, deadline - clock()))
+        remaining = budget if len(results) == 0 and pending == list(names) else max(0.0, deadline - clock())
+        outcomes = run_bounded(pending, stop, max_parallel, remaining)
         stale = [name for name, result in outcomes.items() if result is StopOutcome.STALE]
         results.update({name: result for name, result in outcomes.items() if result is not StopOutcome.STALE})
         if not stale:

@@ -81,14 +81,18 @@ def stop_unclaimed_instances(
     night = calendar.sweep_due(now)
     if night is None:
         return None  # the common case: no remote call at all
-    record = claim_night(ledger, night, SWEEP, now, policy)
+    try:
+        record = claim_night(ledger, night, SWEEP, now, policy)
+    except Exception:
+        log.error(SweepReport(night, ShutdownPlan()).summary() + " - nothing was stopped")
+        raise
     if record is None:
         return None
     try:
         record = _read_keeps_once(night, record, ledger, policy)
         report = _sweep(night, record, workspace, options, policy, clock, stop_budget)
     except Exception:
-        log.error("ComputeShutdown for the night of %s: could not sweep - nothing was stopped", night.day)
+        log.error(SweepReport(night, ShutdownPlan()).summary() + " - nothing was stopped")
         save_progress(ledger, record.progressed((), ("the sweep",)), policy, after_error=True)
         raise
     save_progress(ledger, record.progressed(report.stopped, tuple(report.failures)), policy)

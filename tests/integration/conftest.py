@@ -82,8 +82,8 @@ def azurite(azurite_session):
 class Wire:
     """The three functions with their real adapters, pointed at the stand-ins and Azurite.
 
-    Only the clock and the sleep between retries are injected (through shared.app.ADAPTERS):
-    time is controlled by the test, and retry waits are recorded instead of slept.
+    Only the clock and the sleep between retries are injected (through shared.app.bootstrap): time is
+    controlled by the test, and retry waits are recorded instead of slept.
     """
 
     MAIL_AT = datetime(2026, 11, 24, 16, tzinfo=UTC)  # 17:00 Berlin; the shutdown runs at 20:00
@@ -104,8 +104,13 @@ class Wire:
         }
         monkeypatch.delenv("TZ", raising=False)
         self.configure()
-        adapters = app.Adapters(clock=lambda: self.now, sleep=self._sleep, monotonic=self._monotonic)
-        monkeypatch.setattr(app, "ADAPTERS", adapters)
+        real_bootstrap = app.bootstrap
+
+        def bootstrap(settings=None, **given):
+            timing = dict(clock=lambda: self.now, sleep=self._sleep, monotonic=self._monotonic)
+            return real_bootstrap(settings, **{**timing, **given})
+
+        monkeypatch.setattr(app, "bootstrap", bootstrap)
 
     def _sleep(self, seconds: float) -> None:
         """Retry waits are recorded, not slept; the retry clock jumps ahead by as much."""
@@ -132,11 +137,14 @@ class Wire:
                 self.monkeypatch.setenv(name, value)
 
     # the three functions, called the way the Functions host calls them
-    def mail(self) -> None:
+    def mail(self, at: datetime | None = None) -> None:
+        """A MailSender tick, in the warning window (three hours before the shutdown) unless told otherwise."""
+        self.now = at or self.MAIL_AT
         importlib.import_module("MailSender").main(TimerRequest())
 
-    def sweep(self) -> None:
-        self.now = self.SWEEP_AT
+    def sweep(self, at: datetime | None = None) -> None:
+        """A ComputeShutdown tick, at the shutdown (a second after it) unless told otherwise."""
+        self.now = at or self.SWEEP_AT
         importlib.import_module("ComputeShutdown").main(TimerRequest())
 
     def click(self, method: str, link: str, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -154,6 +162,14 @@ class Wire:
         return re.search(rf"\* {instance} .*\n  Keep it running tonight: (\S+)", text).group(1)
 
     def ledger(self) -> list[dict]:
+        """The keeps in the ledger table (the nights' mail and sweep records left out)."""
+        return [entity for entity in self._table() if not entity["RowKey"].startswith("~")]
+
+    def night_records(self) -> dict[str, dict]:
+        """The nights' records by kind ("mail", "sweep"), as stored."""
+        return {e["RowKey"][1:]: e for e in self._table() if e["RowKey"].startswith("~")}
+
+    def _table(self) -> list[dict]:
         service = TableService(connection_string=self.azurite.connection_string)
         service.retry = no_retry
         if not service.exists("cishutdown"):

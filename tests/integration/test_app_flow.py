@@ -7,6 +7,8 @@ import jsonschema
 
 from loopback.sendgrid import SCHEMA_FILE
 
+NIGHT_KEY = "3b1c0d7e-0000-4000-8000-000000005ab5|rg-ml-standin|ws-standin|2026-11-24"  # the stand-in's ids
+
 
 def seed_evening(aml) -> None:
     aml.seed("ci-alice", "Running", created_by="alice@contoso.com")
@@ -36,7 +38,10 @@ def test_mail_then_click_then_sweep(wire):
     clicked = wire.click("POST", link, {"X-Forwarded-For": "198.51.100.4", "User-Agent": "Edge/130"})
     assert clicked.status_code == 200
     (entity,) = wire.ledger()
-    assert (entity["PartitionKey"], entity["RowKey"]) == ("ws-standin:2026-11-24", "ci-bob")
+    assert (entity["PartitionKey"], entity["RowKey"]) == (NIGHT_KEY, "ci-bob")
+    assert entity["Workspace"].endswith(
+        "/resourceGroups/rg-ml-standin/providers/Microsoft.MachineLearningServices/workspaces/ws-standin"
+    )
     assert (entity["ClientIp"], entity["UserAgent"]) == ("198.51.100.4", "Edge/130")
     assert entity["RequestedAt"].isoformat().startswith("2026-11-24T16:00")
 
@@ -101,11 +106,16 @@ def test_every_mail_we_send_is_valid_against_sendgrids_schema(wire):
     variants = [
         {"notify_instance_owner": "true", "from_email": "Auto-shutdown <noreply@contoso.com>"},
         {"from_email": "noreply@contoso.com", "subject": "Ünïcode & <angle> subject"},
-        {"to_emails": "a@contoso.com; b@contoso.com", "time_zone": "America/Los_Angeles"},
+        # 16:00 UTC is 08:00 in Los Angeles: a 10:00 shutdown there is in its warning window
+        {
+            "to_emails": "a@contoso.com; b@contoso.com",
+            "time_zone": "America/Los_Angeles",
+            "shutdown_time": "10:00",
+        },
     ]
-    for variant in variants:
+    for n, variant in enumerate(variants):
         wire.standins.sendgrid.reset()
-        wire.configure(**variant)
+        wire.configure(cancel_table=f"variant{n}", **variant)  # a fresh ledger: each variant mails anew
         wire.mail()
         assert wire.mails(), variant
         for mail in wire.mails():

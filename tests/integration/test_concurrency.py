@@ -16,8 +16,8 @@ def test_a_hundred_concurrent_clicks_on_one_link_leave_exactly_one_record(wire):
         responses = list(pool.map(lambda _: wire.click("POST", link), range(100)))
     assert [r.status_code for r in responses] == [200] * 100
     assert {r.get_body() for r in responses} == {responses[0].get_body()}  # all see the same success
-    assert [(e["PartitionKey"], e["RowKey"]) for e in wire.ledger()] == [
-        ("ws-standin:2026-11-24", "ci-alice")
+    assert [(e["PartitionKey"].rsplit("|", 1)[1], e["RowKey"]) for e in wire.ledger()] == [
+        ("2026-11-24", "ci-alice")
     ]
 
 
@@ -33,8 +33,10 @@ def test_clicks_for_fifty_instances_at_once_leave_fifty_records(wire):
     assert sorted(e["RowKey"] for e in wire.ledger()) == names
 
 
-def test_a_click_while_the_listing_runs_is_honoured(wire):
-    """The sweep reads the ledger after listing the instances: a click recorded meanwhile counts."""
+def test_a_keep_that_lands_after_the_sweep_read_the_keeps_is_told_the_truth(wire):
+    """A host whose clock runs 30 s slow still takes a click for tonight while another host sweeps. The
+    sweep's claim closed the night and it has stored the keeps it honours: the keep is too late, and
+    the page says so instead of promising a night it will not get."""
     aml = wire.standins.azureml
     aml.seed("ci-alice", "Running")
     aml.seed("ci-bob", "Running")
@@ -44,16 +46,17 @@ def test_a_click_while_the_listing_runs_is_honoured(wire):
     sweeper = threading.Thread(target=wire.sweep)
     sweeper.start()
     deadline = time.monotonic() + 15
-    while not wire.standins.records(service="arm", method="GET", path_regex=r"/workspaces/[^/]+$"):
-        assert time.monotonic() < deadline, "the sweep never opened the workspace"
-        time.sleep(0.01)  # once the workspace is open, the (slow) listing is next
-    wire.now = wire.SWEEP_AT - timedelta(seconds=30)  # the click happens just before the shutdown time
+    while "Kept" not in wire.night_records().get("sweep", {}):
+        assert time.monotonic() < deadline, "the sweep never stored the keeps it honours"
+        time.sleep(0.01)
+    wire.now = wire.SWEEP_AT - timedelta(seconds=30)  # the slow host: before the shutdown, it thinks
     page = wire.click("POST", link)
     wire.now = wire.SWEEP_AT
     sweeper.join(30)
-    assert page.status_code == 200 and "keeps running tonight" in page.get_body().decode()
-    assert wire.standins.stopped_names() == ["ci-bob"]
-    assert aml.instance("ci-alice") == "Running"
+    body = page.get_body().decode()
+    assert page.status_code == 410 and "began just before your request arrived" in body
+    assert "keeps running" not in body
+    assert sorted(wire.standins.stopped_names()) == ["ci-alice", "ci-bob"]
 
 
 def test_a_click_after_the_shutdown_began_is_told_so_truthfully(wire):

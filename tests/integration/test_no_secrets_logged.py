@@ -4,7 +4,7 @@ import logging
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from shared.azureml_workspace import AzureMLWorkspace
+from shared import app
 from shared.settings import load_settings
 
 
@@ -37,5 +37,5 @@ def test_a_whole_evening_at_debug_level_logs_no_secret_and_no_token(wire, caplog
 
 def test_managed_identity_is_used_without_service_principal_settings(wire):
     wire.configure(service_principal_id=None, service_principal_password=None)
-    auth = AzureMLWorkspace(load_settings())._auth()
+    auth = app.bootstrap(load_settings()).workspace._auth()
     assert type(auth).__name__ == "MsiAuthentication"
