@@ -7,12 +7,12 @@ import os
 import statistics
 import time
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import azure.functions as func
 
-from shared import schedule
 from shared.links import CancelGrant, LinkSigner
+from shared.settings import Settings
+from shared.shutdown_calendar import ShutdownCalendar
 
 from .report import Row
 
@@ -20,11 +20,13 @@ WARM_UP = 20
 
 
 def measure_pages(settings: dict[str, str], azurite_connection_string: str, samples: int) -> list[Row]:
+    """`settings` must put the next night's shutdown well after the measurement (links expire then)."""
+    environ = {**settings, "AzureWebJobsStorage": azurite_connection_string}  # Azurite, direct
     saved = dict(os.environ)
-    os.environ.update({**settings, "AzureWebJobsStorage": azurite_connection_string})  # Azurite, direct
+    os.environ.update(environ)
     try:
         cancel = importlib.import_module("CancelShutDown")
-        tokens = _tokens(settings, WARM_UP + samples)
+        tokens = _tokens(Settings.from_environ(environ), WARM_UP + samples)
         get = _timed(cancel, "GET", [tokens[0]] * (WARM_UP + samples))[WARM_UP:]
         post = _timed(cancel, "POST", tokens)[WARM_UP:]  # every POST a new instance: a real insert
     finally:
@@ -32,17 +34,23 @@ def measure_pages(settings: dict[str, str], azurite_connection_string: str, samp
         os.environ.update(saved)
     return [
         _row("Confirm page (GET), in process", get, 0.005),
-        _row("Cancel (POST: one Table insert in Azurite), in process", post, 0.020),
+        _row(
+            "Cancel (POST: one Table insert + one read of the night's sweep record, in Azurite), in process",
+            post,
+            0.020,
+        ),
     ]
 
 
-def _tokens(settings: dict[str, str], count: int) -> list[str]:
-    now = datetime.now(UTC)
-    at = schedule.next_run(settings["shutdown_schedule"], now, UTC)
-    day = schedule.local_day(at, ZoneInfo(settings["time_zone"]))
-    signer = LinkSigner(settings["cancel_link_secret"])
+def _tokens(settings: Settings, count: int) -> list[str]:
+    """Links as the mail of the calendar's next night carries them: that night, the workspace's ARM id."""
+    target = settings.target()
+    night = ShutdownCalendar(target, settings.calendar_rules()).next_night(datetime.now(UTC))
+    assert night is not None, "the calendar has no next night"
+    signer = LinkSigner(settings.cancel_link_secret)
     return [
-        signer.sign(CancelGrant(settings["aml_workspace"], f"ci-p{i:04d}", day, at)) for i in range(count)
+        signer.sign(CancelGrant(target.arm_id, f"ci-p{i:04d}", night.day, night.shutdown_at))
+        for i in range(count)
     ]
 
 
@@ -67,7 +75,7 @@ def _row(case: str, timings: list[float], p50_target: float) -> Row:
         case,
         len(timings),
         timings,
-        0,
+        None,
         None,
         checks,
         timing=f"p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms",
