@@ -15,11 +15,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import local_settings
 from .functions import FunctionLoadError, discover
 from .http_host import FunctionsHost
 from .timers import TimerScheduler, schedule_zone
+
+if TYPE_CHECKING:
+    from .demo import Demo
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("Host")
@@ -35,14 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         functions = discover(ROOT)
         host = _bind(args.port, functions)  # before anything else starts: a taken port fails fast
         cleanups.append(host.server_close)
-        steps = _environment(args, cleanups)
+        demo = _environment(args, cleanups)
         timers = TimerScheduler(functions)
         _announce(functions, timers, args.port)
-        print(steps, flush=True)
-        timers.start()
-        cleanups.append(timers.stop)
         host.serve_in_background()
         cleanups.append(host.shutdown)
+        if demo:
+            demo.send_mail_now(functions)  # before the timers start, so that no tick races it
+        timers.start()
+        cleanups.append(timers.stop)
+        print(demo.steps(timers) if demo else f"Using App Settings from {args.settings}.", flush=True)
         print(f"Host ready on http://localhost:{args.port}", flush=True)
         while True:  # wake up often: a signal may land on another thread, and only this one handles it
             time.sleep(0.25)
@@ -103,7 +109,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settings", type=Path, default=ROOT / "local.settings.json")
     parser.add_argument("--demo", action="store_true", help="run the demo even if local.settings.json exists")
     parser.add_argument("--outbox", type=Path, default=ROOT / "outbox", help="where the demo's mails go")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--shutdown-in",
+        type=_lead,
+        metavar="SECONDS",
+        help="demo: shut down at the first whole minute at least SECONDS after start "
+        "(default 180; the end-to-end tests use less)",
+    )
+    args = parser.parse_args(argv)
+    if args.shutdown_in is not None and not (args.demo or not args.settings.exists()):
+        parser.error(f"--shutdown-in applies to the demo only, and {args.settings} exists: add --demo")
+    return args
 
 
 def _port(text: str) -> int:
@@ -112,15 +128,25 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _environment(args: argparse.Namespace, cleanups: list[Callable[[], None]]) -> str:
-    """Set up App Settings (and the demo's stand-ins); return what to tell the user."""
-    if args.demo or not args.settings.exists():
-        from .demo import Demo
+def _lead(text: str) -> int:
+    from .demo import lead_seconds
 
-        demo = Demo(args.port, args.outbox)
+    try:
+        return lead_seconds(text)
+    except ValueError as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
+
+
+def _environment(args: argparse.Namespace, cleanups: list[Callable[[], None]]) -> Demo | None:
+    """Set up App Settings (and the demo's stand-ins); return the demo, if that is what runs."""
+    if args.demo or not args.settings.exists():
+        from .demo import SHUTDOWN_LEAD, Demo
+
+        lead = SHUTDOWN_LEAD if args.shutdown_in is None else args.shutdown_in
+        demo = Demo(args.port, args.outbox, shutdown_in=lead)
         cleanups.append(demo.stop)
         os.environ.update(demo.start())
-        return demo.steps()
+        return demo
     values = local_settings.load(args.settings)
     local_settings.apply(values)
     storage = os.environ.get("AzureWebJobsStorage", "")
@@ -130,7 +156,7 @@ def _environment(args: argparse.Namespace, cleanups: list[Callable[[], None]]) -
         azurite = Azurite(port=10002)
         cleanups.append(azurite.cleanup)
         azurite.start()
-    return f"Using App Settings from {args.settings}."
+    return None
 
 
 def _announce(functions, timers: TimerScheduler, port: int) -> None:

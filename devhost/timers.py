@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from croniter import croniter
 
@@ -57,9 +57,16 @@ class TimerScheduler:
     def stop(self) -> None:
         self._stop.set()
 
+    def run_at_or_after(self, name: str, instant: datetime) -> datetime:
+        """When the timer `name` next fires at or after `instant` (a tick exactly at `instant` counts)."""
+        schedule = next(s for f, s in self.timers if f.name == name)
+        return self._next(schedule, instant.astimezone(self.zone) - timedelta(microseconds=1))
+
     def _loop(self, function: Function, schedule: str) -> None:
         due = self._next(schedule, datetime.now(self.zone))
         while not self._stop.wait(max(0.0, (due - datetime.now(self.zone)).total_seconds())):
+            if datetime.now(self.zone) < due:
+                continue  # the wait runs on the monotonic clock: never fire before the wall clock says so
             late = (datetime.now(self.zone) - due).total_seconds()
             invoke.run_timer(function, "Timer fired", past_due=late > PAST_DUE_AFTER, schedule=schedule)
             due = self._next(schedule, datetime.now(self.zone))

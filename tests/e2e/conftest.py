@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,17 +36,31 @@ def pytest_collection_modifyitems(config, items):
 
 
 class DevHost:
-    def __init__(self, outbox: Path, port: int | None = None):
+    """`python -m devhost --demo`; `shutdown_in` (seconds) brings the demo's shutdown closer than its
+    three minutes, `env` adds variables (e.g. TZ, which the demo takes as this machine's zone)."""
+
+    def __init__(
+        self, outbox: Path, port: int | None = None, shutdown_in: int | None = None, env: dict | None = None
+    ):
         self.port = port or free_port()
         self.outbox = outbox
         self.lines: list[str] = []
-        env = environ_without_routing(os.environ)  # the demo routes to stand-ins of its own
+        environ = {**environ_without_routing(os.environ), **(env or {})}  # the demo has its own stand-ins
+        command = [sys.executable, "-m", "devhost", "--demo", "--port", str(self.port), "--outbox", str(outbox)]  # fmt: skip
+        if shutdown_in is not None:
+            command += ["--shutdown-in", str(shutdown_in)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devhost", "--demo", "--port", str(self.port), "--outbox", str(outbox)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            command, cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
         )  # fmt: skip
         threading.Thread(target=self._read, daemon=True).start()
         self.wait_for_line("Host ready", timeout=60)
+
+    @property
+    def shutdown_at(self) -> datetime:
+        """The demo's shutdown instant, from the line the demo prints for it (ISO 8601, in UTC)."""
+        line = self.wait_for_line("  Shutdown: ")
+        return datetime.fromisoformat(re.search(r"\((\S+)\)$", line).group(1))
 
     @property
     def base(self) -> str:
@@ -97,7 +112,7 @@ class DevHost:
     def link(self, to: str, instance: str) -> str:
         _, mail = self.newest_mail(to)
         text = next(c["value"] for c in mail["content"] if c["type"] == "text/plain")
-        return re.search(rf"\* {instance} .*\n  Keep it running tonight: (\S+)", text).group(1)
+        return re.search(rf"\* {instance} .*\n  Keep it running [^:]+: (\S+)", text).group(1)
 
     def stop(self) -> int:
         self._hand_over_for_the_secrets_scan()
@@ -116,15 +131,6 @@ class DevHost:
         conftest.CAPTURED.append(self.output)
         for mail in self.outbox.glob("*.json"):
             conftest.TOKENS.update(re.findall(r"token=([A-Za-z0-9_.-]+)", mail.read_text(encoding="utf-8")))
-
-
-@pytest.fixture(scope="module")
-def devhost(tmp_path_factory):
-    host = DevHost(tmp_path_factory.mktemp("outbox"))
-    try:
-        yield host
-    finally:
-        host.stop()
 
 
 def chromium_missing() -> str | None:
