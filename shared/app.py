@@ -20,6 +20,7 @@ from .cancellation import CancelRequest, CancelResult, keep_instance_tonight
 from .links import LinkSigner
 from .notices import MailOptions, NoticeReport, send_shutdown_notices
 from .ports import CancelLedger, ComputeWorkspace, Mailer
+from .reminders import ReminderOptions, send_reminders
 from .retry import BACKGROUND, INTERACTIVE, RetryPolicy
 from .settings import Settings, load_settings
 from .shutdown_calendar import ShutdownCalendar
@@ -79,14 +80,20 @@ class App:
         return replace(base, sleep=self.sleep, clock=self.monotonic)
 
     def mail_sender(self) -> NoticeReport | None:
-        s = self.settings
+        """The night's warning mails, and reminders before delayed stops: one failing never keeps the
+        other from going out, and the run fails if either did."""
+        s, now = self.settings, self.clock()
         options = MailOptions(
             s.cancel_url, s.subject, s.to_emails, s.notify_instance_owner, s.dry_run, s.max_parallel
         )
-        return send_shutdown_notices(
-            self.clock(), self.calendar, options, self.signer, _Lazy(self, "workspace"),
-            _Lazy(self, "ledger"), _Lazy(self, "mailer"), self._policy(BACKGROUND),
-        )  # fmt: skip
+        reminders = ReminderOptions(s.cancel_url, s.reminder_minutes, s.dry_run)
+        ledger, mailer, policy = _Lazy(self, "ledger"), _Lazy(self, "mailer"), self._policy(BACKGROUND)
+        return run_both(
+            lambda: send_shutdown_notices(
+                now, self.calendar, options, self.signer, _Lazy(self, "workspace"), ledger, mailer, policy
+            ),
+            lambda: send_reminders(now, self.calendar, reminders, self.signer, ledger, mailer, policy),
+        )
 
     def compute_shutdown(self) -> SweepReport | None:
         options = SweepOptions(self.settings.dry_run, self.settings.max_parallel)
@@ -98,8 +105,23 @@ class App:
     def cancel_shutdown(self, request: CancelRequest) -> CancelResult:
         return keep_instance_tonight(
             request, self.clock(), self.calendar, self.signer, _Lazy(self, "ledger"),
-            self._policy(INTERACTIVE), sleep=self.sleep,
+            self.settings.delay_options, self._policy(INTERACTIVE), sleep=self.sleep,
         )  # fmt: skip
+
+
+def run_both(first: Callable[[], R], second: Callable[[], object]) -> R:
+    """Run both; re-raise the first's error (or the second's) once both have run."""
+    errors: list[Exception] = []
+    result = None
+    for step in (first, second):
+        try:
+            outcome = step()
+            result = outcome if step is first else result
+        except Exception as error:
+            errors.append(error)
+    if errors:
+        raise errors[0]
+    return result
 
 
 class _Lazy:

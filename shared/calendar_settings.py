@@ -17,6 +17,7 @@ _SEPARATORS = re.compile(r"[,;\n]")
 _WALL_TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _HOLIDAY_CODE = re.compile(r"([A-Za-z]{2})(?:-([A-Za-z0-9]{1,3}))?")
 _TAG_NAME = re.compile(r"[^<>%&\\?/\x00-\x1f]{1,512}")
+MAX_DELAY_OPTIONS = 4
 RETIRED = {
     "mail_schedule": "warning_minutes (how long before the shutdown the mail goes out)",
     "shutdown_schedule": "shutdown_time, shutdown_days and time_zone",
@@ -84,6 +85,20 @@ def holiday_lookup(codes: tuple[tuple[str, str | None], ...]) -> Callable[[date]
         return next((name for code in codes if (name := _calendar(*code).get(day))), None)
 
     return holiday
+
+
+def delay_options(value: str) -> tuple[int, ...]:
+    """`60,120`: the minutes after the shutdown a person may choose to stop an instance at instead
+    (each 15-720, at most 4). Empty: keeping it all night is the only choice."""
+    try:
+        minutes = sorted({int(item) for item in _items(value)})
+    except ValueError:
+        raise ValueError(f"must be minutes separated by commas, like 60,120, not {value!r}") from None
+    if len(minutes) > MAX_DELAY_OPTIONS:
+        raise ValueError(f"may offer at most {MAX_DELAY_OPTIONS} delays, not {len(minutes)}")
+    if any(not 15 <= m <= 720 for m in minutes):
+        raise ValueError(f"must be minutes between 15 and 720 each, not {value!r}")
+    return tuple(minutes)
 
 
 def opt_out_tag(value: str) -> str:

@@ -115,7 +115,8 @@ class NightRecord:
 
     night_key: str
     kind: str  # "mail" or "sweep"
-    state: str  # "running", "done", "incomplete" (a later tick in the window retries), "missed"
+    state: str  # "running"; "incomplete" (a later tick in the window retries); "waiting" (delayed stops
+    # to come); "done"; "missed"
     lease_until: datetime
     done: tuple[str, ...] = ()  # recipients mailed / instances stopped
     kept: tuple[str, ...] | None = None
@@ -126,10 +127,14 @@ class NightRecord:
     def finished(self) -> bool:
         return self.state in ("done", "missed")
 
-    def progressed(self, done: tuple[str, ...], failures: tuple[str, ...]) -> NightRecord:
-        """After a tick: what it did added to what earlier ticks did; incomplete if anything failed."""
+    def progressed(
+        self, done: tuple[str, ...], failures: tuple[str, ...], waiting: bool = False
+    ) -> NightRecord:
+        """After a tick: what it did added to what earlier ticks did. Incomplete if the night's sweep
+        failed somewhere; waiting while delayed stops are still to come (or to be retried)."""
         merged = tuple(dict.fromkeys((*self.done, *done)))
-        return replace(self, state="incomplete" if failures else "done", done=merged, failures=failures)
+        state = "waiting" if waiting else "incomplete" if failures else "done"
+        return replace(self, state=state, done=merged, failures=failures)
 
     def with_kept(self, kept: tuple[str, ...]) -> NightRecord:
         return replace(self, kept=kept)
@@ -140,14 +145,35 @@ class NightRecord:
 
 @dataclass(frozen=True)
 class Cancellation:
-    """Somebody asked to keep `instance` running on the night of `day`."""
+    """Somebody asked to keep `instance` running on the night of `day`: until `until`, or all night."""
 
-    workspace: str
+    workspace: str  # the workspace's ARM id
     instance: str
     day: date
     requested_at: datetime
     client_ip: str = ""
     user_agent: str = ""
+    until: datetime | None = None  # None: all night
+    recipient: str = ""  # whose link it was: the address the mail went to
+
+
+@dataclass(frozen=True)
+class Keep:
+    """The keep in force for an instance and night, as the ledger holds it (latest stop time wins)."""
+
+    instance: str
+    until: datetime | None  # None: all night
+    recipient: str = ""
+    reminded_for: datetime | None = None  # the `until` a reminder was sent for
+    stopping: bool = False  # the sweep has begun to stop it: no click changes it any more
+    version: str = ""
+
+    def later(self, until: datetime | None) -> datetime | None:
+        """The later of this keep's stop time and `until` (all night is the latest of all)."""
+        return None if self.until is None or until is None else max(self.until, until)
+
+    def due(self, now: datetime) -> bool:
+        return self.until is not None and self.until <= now
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
     ├── ConfigurationError          App Settings missing or invalid; .problems lists every one
     ├── CancelRequestError          a click we cannot honour; shown as a 4xx page
     │   ├── InvalidLinkError        missing, malformed, tampered or foreign link      (400)
+    │   ├── InvalidChoiceError      a `delay` the page does not offer (now)           (400)
     │   ├── MethodNotAllowedError   anything but GET, HEAD or POST                    (405)
     │   └── ExpiredLinkError        the shutdown it was for has already begun        (410)
     ├── ServiceError                AzureML, Table Storage or SendGrid failed; .service names it
@@ -49,6 +50,11 @@ class CancelRequestError(AutoShutdownError):
 class InvalidLinkError(CancelRequestError):
     status = 400
     title = "This link is not valid"
+
+
+class InvalidChoiceError(CancelRequestError):
+    status = 400
+    title = "This choice is not available"
 
 
 class MethodNotAllowedError(CancelRequestError):

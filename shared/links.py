@@ -32,6 +32,7 @@ class CancelGrant:
     instance: str
     day: date  # local date of the shutdown
     shutdown_at: datetime  # UTC, as announced in the mail
+    recipient: str = ""  # the address the mail went to: a link is one person's (empty in older tokens)
 
 
 class LinkSigner:
@@ -45,6 +46,8 @@ class LinkSigner:
             "d": grant.day.isoformat(),
             "t": int(grant.shutdown_at.timestamp()),
         }
+        if grant.recipient:
+            payload["r"] = grant.recipient
         return self._serializer.dumps(payload)
 
     def verify(self, token: str | None) -> CancelGrant:
@@ -64,10 +67,8 @@ class LinkSigner:
         return _grant_from(payload)
 
 
-def check_grant(grant: CancelGrant, target: WorkspaceTarget, night: Night | None, now: datetime) -> Night:
-    """The night `grant` keeps an instance for, or an error if the genuine link no longer applies:
-    another workspace, an instance no longer managed, a shutdown that already began, or a night other
-    than the next one (`night`, from the calendar)."""
+def check_target(grant: CancelGrant, target: WorkspaceTarget) -> None:
+    """Refuse a genuine link for another workspace or an instance this app no longer manages."""
     named = target.is_named_by(grant.workspace) or grant.workspace.lower() == target.name.lower()
     if not named or not target.instances.includes(grant.instance):
         raise InvalidLinkError(
@@ -75,13 +76,15 @@ def check_grant(grant: CancelGrant, target: WorkspaceTarget, night: Night | None
             "which this shutdown service does not manage (any more).",
             "Nothing was changed. Ask your Azure ML platform admin if you expected otherwise.",
         )
+
+
+def check_grant(grant: CancelGrant, target: WorkspaceTarget, night: Night | None, now: datetime) -> Night:
+    """The night `grant` keeps an instance for, or an error if the genuine link no longer applies:
+    another workspace, an instance no longer managed, a shutdown that already began, or a night other
+    than the next one (`night`, from the calendar)."""
+    check_target(grant, target)
     if night is None or grant.day < night.day or (grant.day == night.day and now >= night.shutdown_at):
-        raise ExpiredLinkError(
-            f"The shutdown this link was for ({grant.day:%A %d %B %Y}) has already begun, "
-            "so it can no longer be cancelled.",
-            "If the instance was stopped, start it again from Azure ML studio. To keep it running "
-            "on a later night, use the link in that evening's e-mail.",
-        )
+        raise expired(grant)
     if grant.day != night.day:
         raise InvalidLinkError(
             f"This link is for the shutdown on {grant.day:%A %d %B %Y}, but the next shutdown is on "
@@ -89,6 +92,15 @@ def check_grant(grant: CancelGrant, target: WorkspaceTarget, night: Night | None
             "Nothing was changed. Use the link from the e-mail sent before the shutdown you want to skip.",
         )
     return night
+
+
+def expired(grant: CancelGrant) -> ExpiredLinkError:
+    return ExpiredLinkError(
+        f"The shutdown this link was for ({grant.day:%A %d %B %Y}) has already begun, "
+        "so it can no longer be cancelled.",
+        "If the instance was stopped, start it again from Azure ML studio. To keep it running "
+        "on a later night, use the link in that evening's e-mail.",
+    )
 
 
 def _name(workspace: str) -> str:
@@ -104,9 +116,12 @@ def cancel_link(base_url: str, token: str) -> str:
 
 
 def _grant_from(payload: object) -> CancelGrant:
-    if not isinstance(payload, dict) or set(payload) != {"w", "i", "d", "t"}:
+    if not isinstance(payload, dict) or set(payload) - {"r"} != {"w", "i", "d", "t"}:
         raise _damaged()
     workspace, instance, day, instant = payload["w"], payload["i"], payload["d"], payload["t"]
+    recipient = payload.get("r", "")
+    if not (isinstance(recipient, str) and len(recipient) <= 320 and "\n" not in recipient):
+        raise _damaged()
     if not (
         isinstance(workspace, str)
         and (WORKSPACE_ID.fullmatch(workspace) or WORKSPACE_NAME.fullmatch(workspace))
@@ -119,7 +134,7 @@ def _grant_from(payload: object) -> CancelGrant:
         raise _damaged()
     try:
         return CancelGrant(
-            workspace, instance, date.fromisoformat(day), datetime.fromtimestamp(instant, tz=UTC)
+            workspace, instance, date.fromisoformat(day), datetime.fromtimestamp(instant, tz=UTC), recipient
         )
     except (ValueError, OverflowError, OSError):
         raise _damaged() from None

@@ -1,4 +1,4 @@
-"""Saving what a night's mail run or sweep has done, shared by MailSender and ComputeShutdown."""
+"""Claiming and saving what a night's mail run or sweep has done, and recording a night nobody swept."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import logging
 from datetime import datetime, timedelta
 
 from .domain import Night, NightRecord
+from .errors import RunFailedError
 from .ports import CancelLedger
 from .retry import RetryPolicy
+from .shutdown_calendar import ShutdownCalendar
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=11)  # longer than host.json's functionTimeout: a live run keeps its claim
@@ -37,3 +39,32 @@ def save_progress(ledger: CancelLedger, record: NightRecord, policy: RetryPolicy
     except Exception as error:
         log.error("%s failed too: %s", what, error)
         return None
+
+
+def audit_missed(
+    now: datetime, calendar: ShutdownCalendar, ledger: CancelLedger, policy: RetryPolicy
+) -> None:
+    """Once a night's catch-up window has closed, make sure it was swept; if not, record it missed and
+    fail this run, once: monitoring must hear of a night nobody swept."""
+    night = calendar.audit_due(now)
+    if night is None:
+        return
+    record = policy.call(lambda: ledger.night_record(night, "sweep"), "reading the night's sweep record")
+    if record is not None and record.finished:
+        return
+    record_missed(night, now, ledger, policy)
+
+
+def record_missed(night: Night, now: datetime, ledger: CancelLedger, policy: RetryPolicy) -> None:
+    """Record the night missed and fail this run (once: a missed night is finished)."""
+    claimed = policy.call(lambda: ledger.claim(night, "sweep", now, LEASE), "claiming the missed night")
+    if claimed is None:
+        return  # finished meanwhile, or a late sweep still holds it: a later tick looks again
+    policy.call(lambda: ledger.save(claimed.missed()), "recording the missed night")
+    due = ", ".join(claimed.failures) or "every targeted running instance"
+    message = (
+        f"missed: no sweep finished within catch_up_minutes after {night.shutdown_at:%H:%M} UTC, so nothing "
+        f"more is stopped tonight (left running: {due})"
+    )
+    log.error("ComputeShutdown for the night of %s: %s", night.day, message)
+    raise RunFailedError("ComputeShutdown", {f"night of {night.day}": message})

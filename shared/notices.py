@@ -75,10 +75,9 @@ def send_shutdown_notices(
         running = announced(i for i in targets.instances if i not in out.instances)
         plan = plan_mails(running, options.to_emails, options.notify_instance_owner)
         left_alone = plan_mails(announced(out.instances), options.to_emails, options.notify_instance_owner)
-        links = _links(options.cancel_url, signer, night, running)
         zone = calendar.rules.zone
         mails = [
-            _compose(options, night, now, zone, to, items, links, len(left_alone.by_recipient.get(to, ())))
+            _compose(options, night, now, zone, to, items, signer, len(left_alone.by_recipient.get(to, ())))
             for to, items in plan.by_recipient.items()
             if to not in record.done
         ]
@@ -132,17 +131,14 @@ def _summarise(night, options, mailed, running, opted_out, failures) -> None:
     )  # fmt: skip
 
 
-def _links(cancel_url: str, signer: LinkSigner, night: Night, instances) -> dict[str, str]:
-    return {
-        i.name: cancel_link(
-            cancel_url, signer.sign(CancelGrant(night.target.arm_id, i.name, night.day, night.shutdown_at))
-        )
-        for i in instances
-    }
+def link_for(cancel_url: str, signer: LinkSigner, night: Night, instance: str, recipient: str) -> str:
+    """The link of one instance in one recipient's mail (the same link again in a reminder)."""
+    grant = CancelGrant(night.target.arm_id, instance, night.day, night.shutdown_at, recipient.lower())
+    return cancel_link(cancel_url, signer.sign(grant))
 
 
 def _compose(
-    options, night, now, zone, to, instances: tuple[Instance, ...], links, opted_out
+    options, night, now, zone, to, instances: tuple[Instance, ...], signer, opted_out
 ) -> OutgoingMail:
     names = tuple(i.name for i in instances)
     subject = mail_subject(options.subject, names)
@@ -152,7 +148,14 @@ def _compose(
         shutdown_time=format_local(night.shutdown_at, zone),
         when=relative_day(night.shutdown_at, now, zone),
         count=len(instances),
-        items=[{"name": i.name, "note": _note(i), "link": links[i.name]} for i in instances],
+        items=[
+            {
+                "name": i.name,
+                "note": _note(i),
+                "link": link_for(options.cancel_url, signer, night, i.name, to),
+            }
+            for i in instances
+        ],
         opted_out=opted_out,
         opt_out_tag=night.target.opt_out_tag,
     )

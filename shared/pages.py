@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from .cancellation import ALLOWED_METHODS, CancelResult, Outcome
+from .delays import Choice
 from .errors import (
     AutoShutdownError,
     CancelRequestError,
@@ -40,18 +41,47 @@ class Page:
 
 
 def for_result(result: CancelResult) -> Page:
-    grant, night = result.grant, result.night
+    grant, night, zone = result.grant, result.night, result.zone
+    keep = result.in_force
     facts = dict(
         instance=grant.instance,
         workspace=night.target.name,
         resource_group=night.target.resource_group,
-        shutdown_time=format_local(night.shutdown_at, result.zone),
+        shutdown_time=format_local(night.shutdown_at, zone),
+        shutdown_clock=_clock(night.shutdown_at, zone),
+        choices=[{"value": c.value, "label": _label(c, grant.instance, zone)} for c in result.choices],
     )
     if result.outcome is Outcome.CONFIRM:
-        return Page(
-            200, render("confirm.html", tone="", title=f"Keep {grant.instance} running tonight?", **facts)
+        in_force = (
+            None
+            if keep is None
+            else ("all night" if keep.until is None else f"until {_clock(keep.until, zone)}")
         )
-    return Page(200, render("kept.html", tone="ok", title=f"{grant.instance} keeps running tonight", **facts))
+        if keep is not None and keep.until is None:
+            facts["choices"] = []  # kept all night: nothing longer to offer
+        title = f"Keep {grant.instance} running?" if keep else f"Keep {grant.instance} running tonight?"
+        return Page(200, render("confirm.html", tone="", title=title, in_force=in_force, **facts))
+    until = keep.until if keep else None
+    title = (
+        f"{grant.instance} keeps running tonight"
+        if until is None
+        else f"{grant.instance} now stops at {_clock(until, zone)}"
+    )
+    body = render(
+        "kept.html", tone="ok", title=title, until=until and _clock(until, zone),
+        longer=result.outcome is Outcome.ALREADY_KEPT, **facts,
+    )  # fmt: skip
+    return Page(200, body)
+
+
+def _label(choice: Choice, instance: str, zone) -> str:
+    if choice.until is None:
+        return f"Keep {instance} running tonight"
+    return f"Stop it at {_clock(choice.until, zone)} instead"
+
+
+def _clock(instant, zone) -> str:
+    return f"{instant.astimezone(zone):%H:%M}"
 
 
 def for_error(error: AutoShutdownError) -> Page:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from .domain import Cancellation, Instance, Night, NightRecord, OutgoingMail, StopOutcome
+from .domain import Cancellation, Instance, Keep, Night, NightRecord, OutgoingMail, StopOutcome
 
 
 class ComputeWorkspace(Protocol):
@@ -28,12 +28,24 @@ class ComputeWorkspace(Protocol):
 class CancelLedger(Protocol):
     """Table Storage: the keeps people asked for, and what each night's runs have done."""
 
-    def record(self, night: Night, cancellation: Cancellation) -> bool:
-        """Store a keep once. False if the same instance was already kept that night."""
+    def record(self, night: Night, cancellation: Cancellation) -> tuple[bool, Keep]:
+        """Store a keep, or merge it into the one in force: the latest stop time wins. Returns whether
+        it was new, and the keep now in force (unchanged if the sweep has begun to stop the instance)."""
         ...
 
-    def kept_instances(self, night: Night) -> set[str]:
-        """Names of the instances somebody asked to keep that night, read with a single query."""
+    def keep(self, night: Night, instance: str) -> Keep | None:
+        """The keep in force for one instance and night, read alone."""
+        ...
+
+    def kept_instances(self, night: Night) -> dict[str, Keep]:
+        """The night's keeps by instance name, read with a single query."""
+        ...
+
+    def mark(
+        self, night: Night, keep: Keep, *, stopping: bool = False, reminded: bool = False
+    ) -> Keep | None:
+        """Flag a keep (over the version read): the sweep is stopping it, or its reminder went out.
+        None if it changed since it was read (a click moved its stop time)."""
         ...
 
     def night_record(self, night: Night, kind: str) -> NightRecord | None:

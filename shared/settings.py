@@ -7,7 +7,7 @@ in a single ConfigurationError, so an operator fixes them all in one go.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from typing import Any
@@ -19,10 +19,10 @@ from . import redaction
 from . import setting_rules as rules
 from .domain import InstanceSelection, WorkspaceTarget
 from .errors import ConfigurationError
+from .setting_reader import Reader
 from .shutdown_calendar import CalendarRules
 
 DEFAULT_SUBJECT = "Azure ML compute instances stop tonight"
-FREE_TEXT = {"subject"}  # shown to people as written: `<` and `>` are text there, never a placeholder
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Settings:
     skip_dates: tuple[tuple[date, date], ...]
     holidays: tuple[tuple[str, str | None], ...]
     opt_out_tag: str
+    delay_options: tuple[int, ...]
+    reminder_minutes: int
     notify_instance_owner: bool
     dry_run: bool
     cancel_table: str
@@ -73,6 +75,7 @@ class Settings:
             catch_up=timedelta(minutes=self.catch_up_minutes),
             skip_ranges=self.skip_dates,
             holiday=cal.holiday_lookup(self.holidays),
+            longest_delay=timedelta(minutes=max(self.delay_options, default=0)),
         )
 
     def secrets(self) -> tuple[str, ...]:
@@ -89,7 +92,7 @@ class Settings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
-        reader = _Reader(environ)
+        reader = Reader(environ)
         values = dict(
             storage_connection_string=reader.required("AzureWebJobsStorage", rules.connection_string),
             subscription_id=reader.required("subscription_id", rules.matching(rules.GUID, "subscription id")),
@@ -116,6 +119,9 @@ class Settings:
             skip_dates=reader.optional("skip_dates", cal.skip_dates, ()),
             holidays=reader.optional("holidays", cal.holiday_codes, ()),
             opt_out_tag=reader.optional("opt_out_tag", cal.opt_out_tag, "auto-shutdown"),
+            # Set but empty means "keep-tonight only"; not set means the default.
+            delay_options=reader.optional("delay_options", cal.delay_options, (60, 120), empty=()),
+            reminder_minutes=reader.optional("reminder_minutes", lambda v: rules.bounded_int(v, 0, 120), 15),
             notify_instance_owner=reader.optional("notify_instance_owner", rules.boolean, False),
             dry_run=reader.optional("dry_run", rules.boolean, False),
             cancel_table=reader.optional(
@@ -146,7 +152,7 @@ def load_settings() -> Settings:
     return Settings.from_environ(os.environ)
 
 
-def _check_combinations(reader: _Reader, values: dict[str, Any]) -> None:
+def _check_combinations(reader: Reader, values: dict[str, Any]) -> None:
     sp_id, sp_password = values["service_principal_id"], values["service_principal_password"]
     if bool(sp_id) != bool(sp_password):
         reader.problems.append(
@@ -155,37 +161,17 @@ def _check_combinations(reader: _Reader, values: dict[str, Any]) -> None:
         )
     if sp_id and sp_password and not values["tenant_id"] and "tenant_id" not in reader.invalid:
         reader.problems.append("tenant_id is required when a service principal is used")
+    longest = max(values["delay_options"], default=0)
+    if (
+        values["catch_up_minutes"] + longest > 720
+        and not {"catch_up_minutes", "delay_options"} & reader.invalid
+    ):
+        reader.problems.append(
+            f"catch_up_minutes ({values['catch_up_minutes']}) plus the longest of delay_options ({longest}) "
+            "must not exceed 720: a night's last stop must be over before the next night begins"
+        )
     if not values["to_emails"] and not values["notify_instance_owner"] and "to_emails" not in reader.invalid:
         reader.problems.append("to_emails is required unless notify_instance_owner is true")
-
-
-class _Reader:
-    def __init__(self, environ: Mapping[str, str]):
-        self.environ = environ
-        self.problems: list[str] = []
-        self.invalid: set[str] = set()
-
-    def required(self, name: str, parse: Callable[[str], Any]) -> Any:
-        raw = self.environ.get(name, "")
-        if not raw.strip():
-            self.problems.append(f"{name} is required but missing")
-            self.invalid.add(name)
-            return None
-        return self._parse(name, raw, parse, None)
-
-    def optional(self, name: str, parse: Callable[[str], Any], default: Any) -> Any:
-        raw = self.environ.get(name, "")
-        return self._parse(name, raw, parse, default) if raw.strip() else default
-
-    def _parse(self, name: str, raw: str, parse: Callable[[str], Any], default: Any) -> Any:
-        try:
-            if name not in FREE_TEXT:
-                rules.not_a_placeholder(raw)
-            return parse(raw)
-        except ValueError as problem:
-            self.problems.append(f"{name} {problem}")
-            self.invalid.add(name)
-            return default
 
 
 def prepare_sdk_environment() -> None:

@@ -7,8 +7,9 @@ saving, skip days and public holidays are decided here, with plain values, and t
 A *night* is one workspace's shutdown on one local date. For each night with a shutdown at S:
 - MailSender mails on the first tick inside [S - warning, S);
 - ComputeShutdown sweeps on the first tick inside [S, S + catch_up] (and again on later ticks in that
-  window for whatever a failed tick left);
-- in (S + catch_up, S + catch_up + AUDIT] a tick checks that the sweep happened, or records it missed.
+  window for whatever a failed tick left); an instance somebody chose to stop later, at S + delay, is
+  stopped on the first tick inside [S + delay, S + delay + catch_up];
+- after the last of those windows, for AUDIT, a tick checks the sweep happened, or records it missed.
 A wall-clock time that does not exist on a spring-forward night means the first instant after the gap;
 one that occurs twice on a fall-back night means its first occurrence.
 """
@@ -41,6 +42,7 @@ class CalendarRules:
     catch_up: timedelta = timedelta(minutes=120)
     skip_ranges: tuple[tuple[date, date], ...] = ()
     holiday: Callable[[date], str | None] = field(default=lambda day: None, compare=False)
+    longest_delay: timedelta = timedelta(0)  # the longest "stop it later" a person may choose
 
 
 class ShutdownCalendar:
@@ -88,11 +90,22 @@ class ShutdownCalendar:
         return self._within(now, -self.rules.warning, _ZERO, closed=False)
 
     def sweep_due(self, now: datetime) -> Night | None:
-        return self._within(now, _ZERO, self.rules.catch_up, closed=True)
+        """From the shutdown until the catch-up window of the latest delayed stop has closed."""
+        return self._within(now, _ZERO, self.rules.catch_up + self.rules.longest_delay, closed=True)
+
+    def main_sweep_open(self, night: Night, now: datetime) -> bool:
+        """Whether the night's sweep of everything not kept may still run (its catch-up window)."""
+        return night.shutdown_at <= now <= night.shutdown_at + self.rules.catch_up
+
+    def reminder_due(self, now: datetime, before: timedelta) -> Night | None:
+        """The night whose delayed stops may need a reminder `before` them now."""
+        if not before or not self.rules.longest_delay:
+            return None
+        return self._within(now, -before, self.rules.longest_delay, closed=False)
 
     def audit_due(self, now: datetime) -> Night | None:
-        """The night whose catch-up window closed in the last AUDIT: was it swept, or missed?"""
-        end = self.rules.catch_up
+        """The night whose last window closed in the last AUDIT: was it swept, or missed?"""
+        end = self.rules.catch_up + self.rules.longest_delay
         return self._within(now, end + timedelta(microseconds=1), end + AUDIT, closed=True)
 
     def skipped(self, now: datetime) -> tuple[date, str] | None:

@@ -13,18 +13,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from .decisions import ShutdownPlan, opt_outs, plan_shutdown
+from .delayed_stops import pending_delays, stop_delayed
 from .domain import Night, NightRecord, StopOutcome
 from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
-from .nightly import LEASE, claim_night, save_progress
+from .nightly import LEASE, audit_missed, record_missed, save_progress
 from .ports import CancelLedger, ComputeWorkspace
 from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
 from .stopping import FRESH_FOR, stop_while_fresh
+from .sweep_report import SweepReport
 
 log = logging.getLogger(__name__)
 SWEEP = "sweep"
@@ -38,31 +40,6 @@ class SweepOptions:
     max_parallel: int = 16
 
 
-@dataclass(frozen=True)
-class SweepReport:
-    night: Night
-    plan: ShutdownPlan
-    stopped: tuple[str, ...] = ()
-    outcomes: dict[str, StopOutcome] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    dry_run: bool = False
-
-    def summary(self) -> str:
-        def count(outcome: StopOutcome) -> int:
-            return sum(1 for result in self.outcomes.values() if result is outcome)
-
-        verb = "would stop" if self.dry_run else "stopped"
-        failed = ", ".join(f"{name} ({why})" for name, why in self.failures.items())
-        return (
-            f"ComputeShutdown for the night of {self.night.day}: {verb} {len(self.stopped)}, "
-            f"kept by request {len(self.plan.kept)}, "
-            f"busy with a job {len(self.plan.busy) + count(StopOutcome.BUSY)}, "
-            f"not running {len(self.plan.not_running) + count(StopOutcome.NOT_RUNNING)}, "
-            f"opted out {len(self.plan.opted_out)}, restarted after tonight's stop {len(self.plan.stopped_before)}, "
-            f"failed {len(self.failures)}" + (f" [{failed}]" if failed else "")
-        )
-
-
 def stop_unclaimed_instances(
     now: datetime,
     calendar: ShutdownCalendar,
@@ -74,7 +51,7 @@ def stop_unclaimed_instances(
     stop_budget: float = STOP_BUDGET,
 ) -> SweepReport | None:
     """Sweeps the night that is due, if any; raises RunFailedError (after stopping the rest) on failures."""
-    _audit(now, calendar, ledger, policy)
+    audit_missed(now, calendar, ledger, policy)
     skipped = calendar.skipped(now)
     if skipped:
         log.info("ComputeShutdown: no shutdown on %s: %s", *skipped)
@@ -82,36 +59,69 @@ def stop_unclaimed_instances(
     if night is None:
         return None  # the common case: no remote call at all
     try:
-        record = claim_night(ledger, night, SWEEP, now, policy)
+        record = policy.call(lambda: ledger.night_record(night, SWEEP), "reading the night's sweep record")
+    except Exception:
+        log.error(SweepReport(night, ShutdownPlan()).summary() + " - nothing was stopped")
+        raise
+    if record is not None and record.finished:
+        return None  # a later tick of a finished night: one read, nothing logged
+    args = (night, calendar, workspace, ledger, options, policy, clock, stop_budget)
+    swept = record is not None and (
+        record.state == "waiting" or (record.kept is not None and not calendar.main_sweep_open(night, now))
+    )
+    if swept:  # the night's sweep is over (what failed then was reported then): delayed stops only
+        stop_delayed(now, *args)
+        return None
+    if not calendar.main_sweep_open(night, now):
+        record_missed(night, now, ledger, policy)  # never swept inside its window
+        return None
+    report = _main_sweep(now, *args)
+    if report is not None and report.delays_due:
+        stop_delayed(now, *args)  # a late sweep: some chosen stop times have come already
+    return report
+
+
+def _main_sweep(
+    now, night, calendar, workspace, ledger, options, policy, clock, stop_budget
+) -> SweepReport | None:
+    try:
+        record = policy.call(lambda: ledger.claim(night, SWEEP, now, LEASE), "claiming the night's sweep")
     except Exception:
         log.error(SweepReport(night, ShutdownPlan()).summary() + " - nothing was stopped")
         raise
     if record is None:
+        log.info("The sweep of the night of %s is being done by another run", night.day)
         return None
     try:
-        record = _read_keeps_once(night, record, ledger, policy)
-        report = _sweep(night, record, workspace, options, policy, clock, stop_budget)
+        record, keeps = _read_keeps(night, record, ledger, policy)
+        report = _sweep(
+            night, record, keeps, calendar.rules.zone, workspace, options, policy, clock, stop_budget
+        )
     except Exception:
         log.error(SweepReport(night, ShutdownPlan()).summary() + " - nothing was stopped")
         save_progress(ledger, record.progressed((), ("the sweep",)), policy, after_error=True)
         raise
-    save_progress(ledger, record.progressed(report.stopped, tuple(report.failures)), policy)
+    waiting = bool(pending_delays(record, keeps))
+    save_progress(ledger, record.progressed(report.stopped, tuple(report.failures), waiting), policy)
     (log.error if report.failures else log.info)(report.summary())
     if report.failures:
         raise RunFailedError("ComputeShutdown", report.failures)
-    return report
+    return replace(report, delays_due=any(k.due(now) for k in pending_delays(record, keeps)))
 
 
-def _read_keeps_once(night: Night, record: NightRecord, ledger, policy: RetryPolicy) -> NightRecord:
-    """The claim closed the night to new keeps: read them once and store what was read, so that a click
-    can tell whether this sweep honours it, and a retried tick honours exactly the same ones."""
-    if record.kept is not None:
-        return record
-    kept = tuple(sorted(policy.call(lambda: ledger.kept_instances(night), "reading the ledger")))
-    return policy.call(lambda: ledger.save(record.with_kept(kept)), "storing the keeps the sweep honours")
+def _read_keeps(night: Night, record: NightRecord, ledger, policy: RetryPolicy) -> tuple[NightRecord, dict]:
+    """The keeps in force. The claim closed the night to new keeps: the first read is stored, so that a
+    click can tell whether this sweep honours it, and a retried tick honours exactly the same ones."""
+    keeps = policy.call(lambda: ledger.kept_instances(night), "reading the ledger")
+    if record.kept is None:
+        kept = tuple(sorted(keeps))
+        record = policy.call(
+            lambda: ledger.save(record.with_kept(kept)), "storing the keeps the sweep honours"
+        )
+    return record, keeps
 
 
-def _sweep(night, record: NightRecord, workspace, options, policy, clock, budget) -> SweepReport:
+def _sweep(night, record: NightRecord, keeps, zone, workspace, options, policy, clock, budget) -> SweepReport:
     azure = Backpressure()  # one throttle for every AzureML call of this run
     listed_at = clock()
     targets = list_targets(workspace, night.target.instances, policy, azure)
@@ -119,13 +129,23 @@ def _sweep(night, record: NightRecord, workspace, options, policy, clock, budget
     for warning in out.warnings:
         log.warning("ComputeShutdown: %s", warning)
     plan = plan_shutdown(targets.instances, record.kept or (), out.instances, record.done)
+    delayed = {name.lower(): keep.until for name, keep in keeps.items() if keep.until is not None}
     for instance in plan.kept:
-        log.info("Keeping %s running tonight: its owner asked to", instance.name)
+        until = delayed.get(instance.name.lower())
+        log.info("Keeping %s running %s: its owner asked to", instance.name,
+                 f"until {until.astimezone(zone):%H:%M}" if until else "tonight")  # fmt: skip
+    later = tuple(
+        sorted(
+            f"{delayed[i.name.lower()].astimezone(zone):%H:%M}"
+            for i in plan.kept
+            if i.name.lower() in delayed
+        )
+    )
     failures = {name: "not found in the workspace" for name in targets.missing}
     if options.dry_run:
         for instance in plan.stop:
             log.info("Dry run: would stop %s", instance.name)
-        return SweepReport(night, plan, tuple(i.name for i in plan.stop), {}, failures, dry_run=True)
+        return SweepReport(night, plan, tuple(i.name for i in plan.stop), {}, failures, True, later)
 
     def relist():
         return list_targets(workspace, night.target.instances, policy, azure).instances
@@ -147,26 +167,4 @@ def _sweep(night, record: NightRecord, workspace, options, policy, clock, budget
             log.error("Could not stop %s: %s", name, result, exc_info=traceback_if_bug(result))
     outcomes = {name: result for name, result in results.items() if isinstance(result, StopOutcome)}
     stopped = tuple(name for name, result in outcomes.items() if result is StopOutcome.STOPPED)
-    return SweepReport(night, plan, stopped, outcomes, failures)
-
-
-def _audit(now: datetime, calendar: ShutdownCalendar, ledger: CancelLedger, policy: RetryPolicy) -> None:
-    """Once a night's catch-up window has closed, make sure it was swept; if not, record it missed and
-    fail this run, once: monitoring must hear of a night nobody swept."""
-    night = calendar.audit_due(now)
-    if night is None:
-        return
-    record = policy.call(lambda: ledger.night_record(night, SWEEP), "reading the night's sweep record")
-    if record is not None and record.finished:
-        return
-    claimed = policy.call(lambda: ledger.claim(night, SWEEP, now, LEASE), "claiming the missed night")
-    if claimed is None:
-        return  # finished meanwhile, or a late sweep still holds it: a later tick looks again
-    policy.call(lambda: ledger.save(claimed.missed()), "recording the missed night")
-    due = ", ".join(claimed.failures) or "every targeted running instance"
-    message = (
-        f"missed: no sweep finished within catch_up_minutes after {night.shutdown_at:%H:%M} UTC, so nothing "
-        f"more is stopped tonight (left running: {due})"
-    )
-    log.error("ComputeShutdown for the night of %s: %s", night.day, message)
-    raise RunFailedError("ComputeShutdown", {f"night of {night.day}": message})
+    return SweepReport(night, plan, stopped, outcomes, failures, delayed=later)

@@ -9,7 +9,6 @@ One partition per workspace and night, keyed `<subscription>|<resource group>|<w
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,14 +17,14 @@ from azure.common import AzureConflictHttpError, AzureException, AzureHttpError,
 from azure.cosmosdb.table.common.retry import no_retry
 from azure.cosmosdb.table.tableservice import TableService
 
-from .domain import Cancellation, Night, NightRecord
+from .domain import Cancellation, Keep, Night, NightRecord
 from .errors import CredentialsError, LostClaimError, ServiceError, TransientServiceError
+from .table_entities import click_entity, keep_from, record_entity, record_from, with_version
 
 SERVICE = "Table Storage"
 # (connect, read) seconds: the sweep must not hang; a click has its own, shorter deadline on top.
 SOCKET_TIMEOUT = (5, 15)
-MAX_FIELD = 512
-CHUNK = 30_000  # a string property holds at most 32K characters; longer lists continue in Name_1, ...
+MERGE_TRIES = 5  # concurrent clicks on one instance: each retries over what the other wrote
 
 # The SDK logs every failed call at ERROR, an expected "already exists" on a repeated click included.
 # We translate and report each failure ourselves, with context, so its own lines are only noise.
@@ -39,40 +38,82 @@ class TableCancelLedger:
         self._service.retry = no_retry  # shared.retry.RetryPolicy is the only retry layer
 
     # ------------------------------------------------------------------------------------------ keeps
-    def record(self, night: Night, cancellation: Cancellation) -> bool:
+    def record(self, night: Night, cancellation: Cancellation) -> tuple[bool, Keep]:
         entity = {
             "PartitionKey": night.key,
             "RowKey": cancellation.instance.lower(),
             "Workspace": cancellation.workspace,
             "Instance": cancellation.instance,
             "Day": cancellation.day.isoformat(),
-            "RequestedAt": cancellation.requested_at,
-            "ClientIp": cancellation.client_ip[:MAX_FIELD],
-            "UserAgent": cancellation.user_agent[:MAX_FIELD],
+            **click_entity(cancellation),
         }
         try:
-            self._insert(entity)
-        except AzureConflictHttpError:
-            return False
+            try:
+                return True, keep_from(entity, self._insert(entity))
+            except AzureConflictHttpError:
+                pass
+            for _ in range(MERGE_TRIES):  # latest wins: read, merge, write over what was read
+                current = self.keep(night, cancellation.instance)
+                until = current.later(cancellation.until)
+                if current.stopping or until == current.until:
+                    return False, current
+                merged = {
+                    **click_entity(replace(cancellation, until=until)),
+                    "PartitionKey": night.key,
+                    "RowKey": entity["RowKey"],
+                }
+                try:
+                    return False, keep_from({**entity, **merged}, self._merge(merged, current.version))
+                except AzureHttpError as error:
+                    if error.status_code != 412:
+                        raise
+            raise TransientServiceError(SERVICE, "recording a cancellation: too many clicks at once")
         except AzureException as error:
             raise _translate(error, "recording a cancellation") from error
-        return True
 
-    def kept_instances(self, night: Night) -> set[str]:
+    def keep(self, night: Night, instance: str) -> Keep | None:
+        try:
+            entity = self._service.get_entity(self._table, night.key, instance.lower())
+        except AzureMissingResourceHttpError:
+            return None
+        except AzureException as error:
+            raise _translate(error, "reading a cancellation") from error
+        return keep_from(entity, entity.etag)
+
+    def kept_instances(self, night: Night) -> dict[str, Keep]:
         # Both parts of the key are validated names and dates: no quote can reach the OData filter.
         query = f"PartitionKey eq '{night.key}' and RowKey lt '~'"
         try:
-            entities = self._service.query_entities(self._table, filter=query, select="Instance")
-            return {entity["Instance"] for entity in entities}
+            entities = self._service.query_entities(self._table, filter=query)
+            return {entity["Instance"]: keep_from(entity, entity.etag) for entity in entities}
         except AzureException as error:
             if _table_missing(error):
-                return set()  # nobody has ever clicked: the first click creates the table
+                return {}  # nobody has ever clicked: the first click creates the table
             raise _translate(error, "reading cancellations") from error
+
+    def mark(
+        self, night: Night, keep: Keep, *, stopping: bool = False, reminded: bool = False
+    ) -> Keep | None:
+        flags: dict = {"PartitionKey": night.key, "RowKey": keep.instance.lower()}
+        if stopping:
+            flags["Stopping"] = True
+        if reminded and keep.until is not None:
+            flags["RemindedFor"] = keep.until
+        try:
+            version = self._merge(flags, keep.version)
+        except AzureHttpError as error:
+            if error.status_code == 412:
+                return None  # a click changed it since it was read
+            raise _translate(error, "marking a cancellation") from error
+        except AzureException as error:
+            raise _translate(error, "marking a cancellation") from error
+        return replace(keep, stopping=keep.stopping or stopping,
+                       reminded_for=keep.until if reminded else keep.reminded_for, version=version)  # fmt: skip
 
     # ------------------------------------------------------------------------------- night records
     def night_record(self, night: Night, kind: str) -> NightRecord | None:
         try:
-            return _record(night.key, kind, self._service.get_entity(self._table, night.key, f"~{kind}"))
+            return record_from(night.key, kind, self._service.get_entity(self._table, night.key, f"~{kind}"))
         except AzureException as error:
             if isinstance(error, AzureMissingResourceHttpError):
                 return None
@@ -81,7 +122,7 @@ class TableCancelLedger:
     def claim(self, night: Night, kind: str, now: datetime, lease: timedelta) -> NightRecord | None:
         fresh = NightRecord(night.key, kind, "running", now + lease)
         try:
-            return _with_version(fresh, self._insert(_entity(fresh)))
+            return with_version(fresh, self._insert(record_entity(fresh)))
         except AzureConflictHttpError:
             pass
         except AzureException as error:
@@ -108,10 +149,13 @@ class TableCancelLedger:
             self._service.create_table(self._table, fail_on_exist=False)  # first write ever
             return self._service.insert_entity(self._table, entity)
 
+    def _merge(self, entity: dict, version: str) -> str:
+        return self._service.merge_entity(self._table, entity, if_match=version)
+
     def _update(self, record: NightRecord, version: str) -> NightRecord:
         try:
-            return _with_version(
-                record, self._service.update_entity(self._table, _entity(record), if_match=version)
+            return with_version(
+                record, self._service.update_entity(self._table, record_entity(record), if_match=version)
             )
         except AzureHttpError as error:
             if error.status_code == 412:
@@ -121,41 +165,6 @@ class TableCancelLedger:
             raise _translate(error, f"saving the {record.kind} record") from error
         except AzureException as error:
             raise _translate(error, f"saving the {record.kind} record") from error
-
-
-def _entity(record: NightRecord) -> dict:
-    entity = {"PartitionKey": record.night_key, "RowKey": f"~{record.kind}", "State": record.state}
-    entity["LeaseUntil"] = record.lease_until
-    entity.update(_chunked("Done", record.done))
-    entity.update(_chunked("Failures", record.failures))
-    if record.kept is not None:
-        entity.update(_chunked("Kept", record.kept))
-    return entity
-
-
-def _record(key: str, kind: str, entity) -> NightRecord:
-    return NightRecord(
-        key, kind, entity["State"], entity["LeaseUntil"], _joined(entity, "Done"),
-        _joined(entity, "Kept") if "Kept" in entity else None, _joined(entity, "Failures"), entity.etag,
-    )  # fmt: skip
-
-
-def _with_version(record: NightRecord, etag: str) -> NightRecord:
-    return replace(record, version=etag)
-
-
-def _chunked(name: str, values: tuple[str, ...]) -> dict[str, str]:
-    text = json.dumps(list(values))
-    parts = [text[i : i + CHUNK] for i in range(0, len(text), CHUNK)] or ["[]"]
-    return {name if n == 0 else f"{name}_{n}": part for n, part in enumerate(parts)}
-
-
-def _joined(entity, name: str) -> tuple[str, ...]:
-    parts, n = [entity.get(name, "[]")], 1
-    while f"{name}_{n}" in entity:
-        parts.append(entity[f"{name}_{n}"])
-        n += 1
-    return tuple(json.loads("".join(parts)))
 
 
 def _table_missing(error: AzureException) -> bool:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from shared.domain import Cancellation, Instance, Night, NightRecord, OutgoingMail, StopOutcome
+from shared.domain import Cancellation, Instance, Keep, Night, NightRecord, OutgoingMail, StopOutcome
 from shared.errors import LostClaimError
 
 TEST_SECRET = "test-secret-" + "x" * 40
@@ -87,7 +87,8 @@ class FakeLedger:
     """Keeps and night records with the Table adapter's semantics: atomic inserts, ETag-checked updates."""
 
     def __init__(self):
-        self.records: dict[tuple[str, str], Cancellation] = {}  # (night key, instance lower) -> keep
+        self.records: dict[tuple[str, str], Cancellation] = {}  # (night key, instance lower) -> last click
+        self.keeps: dict[tuple[str, str], Keep] = {}  # (night key, instance lower) -> keep in force
         self.nights: dict[tuple[str, str], NightRecord] = {}  # (night key, kind) -> record
         self.queries: list[str] = []
         self.record_calls = 0
@@ -101,21 +102,50 @@ class FakeLedger:
         if self.errors:
             raise self.errors.pop(0)
 
-    def record(self, night: Night, cancellation: Cancellation) -> bool:
+    def record(self, night: Night, cancellation: Cancellation) -> tuple[bool, Keep]:
         with self._lock:
             self.record_calls += 1
             self._call()
             key = (night.key, cancellation.instance.lower())
-            if key in self.records:
-                return False
+            current = self.keeps.get(key)
+            if current is None:
+                self.records[key] = cancellation
+                self.keeps[key] = Keep(cancellation.instance, cancellation.until, cancellation.recipient,
+                                       version=str(next(self._versions)))  # fmt: skip
+                return True, self.keeps[key]
+            if current.stopping or current.later(cancellation.until) == current.until:
+                return False, current
             self.records[key] = cancellation
-            return True
+            self.keeps[key] = replace(
+                current, until=current.later(cancellation.until), version=str(next(self._versions))
+            )
+            return False, self.keeps[key]
 
-    def kept_instances(self, night: Night) -> set[str]:
+    def keep(self, night: Night, instance: str) -> Keep | None:
+        with self._lock:
+            self._call()
+            return self.keeps.get((night.key, instance.lower()))
+
+    def kept_instances(self, night: Night) -> dict[str, Keep]:
         with self._lock:
             self.queries.append(night.key)
             self._call()
-            return {c.instance for (key, _), c in self.records.items() if key == night.key}
+            return {k.instance: k for (key, _), k in self.keeps.items() if key == night.key}
+
+    def mark(
+        self, night: Night, keep: Keep, *, stopping: bool = False, reminded: bool = False
+    ) -> Keep | None:
+        with self._lock:
+            self._call()
+            key = (night.key, keep.instance.lower())
+            current = self.keeps.get(key)
+            if current is None or current.version != keep.version:
+                return None
+            marked = replace(current, stopping=current.stopping or stopping,
+                             reminded_for=current.until if reminded else current.reminded_for,
+                             version=str(next(self._versions)))  # fmt: skip
+            self.keeps[key] = marked
+            return marked
 
     def night_record(self, night: Night, kind: str) -> NightRecord | None:
         with self._lock:
@@ -146,7 +176,7 @@ class FakeLedger:
             return saved
 
     def kept_names(self) -> set[str]:
-        return {c.instance for c in self.records.values()}
+        return {k.instance for k in self.keeps.values()}
 
 
 class FakeMailer:

@@ -147,9 +147,17 @@ class Wire:
         self.now = at or self.SWEEP_AT
         importlib.import_module("ComputeShutdown").main(TimerRequest())
 
-    def click(self, method: str, link: str, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    def click(
+        self, method: str, link: str, headers: dict[str, str] | None = None, delay: str | None = None
+    ) -> func.HttpResponse:
+        """The link opened (GET) or its page's button pressed (POST, with the button's `delay` if given)."""
         params = dict(parse_qsl(urlsplit(link).query, keep_blank_values=True))
-        req = func.HttpRequest(method, link, headers=headers or {}, params=params, body=b"")
+        headers = dict(headers or {})
+        body = b""
+        if delay is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = f"delay={delay}".encode()
+        req = func.HttpRequest(method, link, headers=headers, params=params, body=body)
         return importlib.import_module("CancelShutDown").main(req)
 
     # what the world looks like

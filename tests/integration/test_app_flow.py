@@ -32,7 +32,7 @@ def test_mail_then_click_then_sweep(wire):
 
     link = wire.link("ci-bob")
     shown = wire.click("GET", link)
-    assert shown.status_code == 200 and '<form method="post">' in shown.get_body().decode()
+    assert shown.status_code == 200 and '<form method="post" class="choices">' in shown.get_body().decode()
     assert wire.ledger() == []  # GET never writes
 
     clicked = wire.click("POST", link, {"X-Forwarded-For": "198.51.100.4", "User-Agent": "Edge/130"})

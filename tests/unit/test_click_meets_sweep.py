@@ -25,8 +25,10 @@ from shared.sweep import SweepOptions, stop_unclaimed_instances
 from tests.fakes import TEST_SECRET, FakeLedger, FakeWorkspace, environ
 
 SHUTDOWN = datetime(2026, 11, 24, 19, tzinfo=UTC)
-SWEEP_STEPS = 5  # read the record, claim, read the keeps, store them, save the progress
-CLICK_STEPS = 3  # store the keep, read the sweep record (twice if the sweep is between its claim and read)
+SWEEP_STEPS = 5  # read the record, claim, read the keeps, store the ones it honours, save the progress
+CLICK_STEPS = (
+    4  # read the keep in force, store the keep, read the sweep record (twice if the sweep is mid-read)
+)
 NO_WAIT = RetryPolicy(attempts=2, sleep=lambda s: None)
 
 
@@ -99,7 +101,7 @@ def test_a_click_and_the_sweep_in_any_order(schedule):
             # A host whose clock is a little behind: the click still counts as before the shutdown.
             page.append(keep_instance_tonight(
                 request, SHUTDOWN - timedelta(seconds=1), calendar, LinkSigner(TEST_SECRET),
-                TurnTakingLedger(ledger, turnstile, "click"), NO_WAIT, sleep=lambda s: None,
+                TurnTakingLedger(ledger, turnstile, "click"), policy=NO_WAIT, sleep=lambda s: None,
             ).outcome)  # fmt: skip
         except ExpiredLinkError as error:
             page.append(error)

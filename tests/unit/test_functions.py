@@ -74,7 +74,8 @@ def test_the_whole_evening_through_the_entry_points(world, caplog):
     link = link_of(world, "ci-bob")
     shown = CancelShutDown.main(request("GET", link))
     page = shown.get_body().decode()
-    assert shown.status_code == 200 and '<form method="post">' in page and "ci-bob" in page
+    assert shown.status_code == 200 and '<form method="post" class="choices">' in page and "ci-bob" in page
+    assert 'name="delay" value="60"' in page and 'value="120"' in page and 'value="night"' in page
     assert world.ledger.record_calls == 0  # GET never writes
 
     clicked = CancelShutDown.main(

@@ -24,6 +24,7 @@ from shared.domain import ClientInfo, Instance, StopOutcome
 from shared.errors import AutoShutdownError, TransientServiceError
 from shared.links import CancelGrant, LinkSigner
 from shared.notices import MailOptions, send_shutdown_notices
+from shared.reminders import ReminderOptions, send_reminders
 from shared.retry import RetryPolicy
 from shared.settings import Settings
 from shared.shutdown_calendar import ShutdownCalendar
@@ -36,12 +37,14 @@ DAYS = 365
 OWNERS = {"ci-alice": "alice", "ci-bob": "bob", "ci-carol": "carol", "ci-dave": "dave", "ci-erin": "erin"}
 TAGS = {"ci-carol": (("auto-shutdown", "never"),), "ci-erin": (("auto-shutdown", "2026-06-30"),)}
 TEAM = "ml-team@contoso.com"
+DELAYS, CHOICES, REMINDER = (60, 120), ("60", "120", "night"), timedelta(minutes=15)
 FAILURE_RATE = 0.12  # per remote call; four tries in a row fail about 1 in 5,000 calls
 
 
 class Flaky:
-    """Wraps a fake: each call may fail with a transient error first. `save` never fails four times in
-    a row: a mail run whose final save is lost would mail again (at least once, as the README says)."""
+    """Wraps a fake: each call may fail with a transient error first. `save` and `mark` never fail four
+    times in a row: a mail run or a reminder whose record is lost after sending would mail again (at
+    least once, as the README says)."""
 
     def __init__(self, inner, rng: random.Random, service: str):
         self.inner, self.rng, self.service, self.calls = inner, rng, service, 0
@@ -53,7 +56,7 @@ class Flaky:
         def call(*args, **kwargs):
             self.calls += 1
             fail = self.rng.random() < FAILURE_RATE
-            if name == "save":
+            if name in ("save", "mark"):
                 fail = fail and self._save_failures < 3
                 self._save_failures = self._save_failures + 1 if fail else 0
             if fail:
@@ -67,7 +70,7 @@ class SimWorkspace:
     """Like ARM: a stop stops whatever it is told to. Being careful is the app's job, and checked here."""
 
     def __init__(self):
-        self.states = {name: "Stopped" for name in OWNERS}
+        self.states = {name: "Running" for name in OWNERS}  # the simulation starts at noon
         self.stops: list[tuple[str, datetime]] = []
         self.violations: list[str] = []
         self.now = datetime.min.replace(tzinfo=UTC)
@@ -91,6 +94,7 @@ class Year:
     holidays: str
     rng: random.Random
     mails: list[tuple[str, date, datetime]] = field(default_factory=list)
+    reminders: list[tuple[str, date, str, datetime]] = field(default_factory=list)
     successes: list[tuple[str, date]] = field(default_factory=list)
     failed_runs: list[tuple[str, datetime, str]] = field(default_factory=list)
     ticks_with_calls_outside_windows: int = 0
@@ -105,6 +109,7 @@ class Year:
         self.calendar = ShutdownCalendar(settings.target(), settings.calendar_rules())
         self.signer = LinkSigner(settings.cancel_link_secret)
         self.options = MailOptions(settings.cancel_url, settings.subject, (TEAM,), True)
+        self.reminder_options = ReminderOptions(settings.cancel_url, 15)
         self.workspace = SimWorkspace()
         self.ledger_fake, self.mailer_fake = FakeLedger(), FakeMailer()
         self.ledger = Flaky(self.ledger_fake, self.rng, "Table Storage")
@@ -127,8 +132,8 @@ class Year:
         end = now + timedelta(days=DAYS + 2)
         while now < end:
             self._world(now)
-            for at, instance, night in clicks.pop(now, ()):
-                self._click(at, instance, night)
+            for at, instance, night, delay in sorted(clicks.pop(now, ()), key=lambda click: click[0]):
+                self._click(at, instance, night, delay)
             if not self.outage[0] <= now <= self.outage[1]:
                 self._tick(now)
             now += TICK
@@ -155,22 +160,35 @@ class Year:
             if len(self.mailer_fake.sent) > sent:
                 night = self.calendar.mail_due(now)
                 self.mails += [(mail.to, night.day, now) for mail in self.mailer_fake.sent[sent:]]
+        sent = len(self.mailer_fake.sent)
+        try:
+            send_reminders(
+                now, self.calendar, self.reminder_options, self.signer, self.ledger, self.mailer, self.policy
+            )
+        finally:
+            night = self.calendar.reminder_due(now, REMINDER)
+            self.reminders += [
+                (m.instances[0], night.day, m.subject, now) for m in self.mailer_fake.sent[sent:]
+            ]
 
     def _sweep(self, now: datetime) -> None:
         stop_unclaimed_instances(now, self.calendar, self.compute, self.ledger, SweepOptions(), self.policy,
                                  clock=lambda: 0.0)  # fmt: skip
 
-    def _click(self, at: datetime, instance: str, night) -> None:
-        token = self.signer.sign(CancelGrant(night.target.arm_id, instance, night.day, night.shutdown_at))
+    def _click(self, at: datetime, instance: str, night, delay: str) -> None:
+        owner = f"{OWNERS[instance]}@contoso.com"  # the link from the owner's own mail
+        token = self.signer.sign(
+            CancelGrant(night.target.arm_id, instance, night.day, night.shutdown_at, owner)
+        )
         for method in ("GET", "POST"):
-            request = CancelRequest(method, token, ClientInfo("203.0.113.9", "sim"))
+            request = CancelRequest(method, token, ClientInfo("203.0.113.9", "sim"), delay)
             try:
-                result = keep_instance_tonight(request, at, self.calendar, self.signer, self.ledger, self.policy,
-                                               sleep=lambda s: None)  # fmt: skip
+                result = keep_instance_tonight(request, at, self.calendar, self.signer, self.ledger, DELAYS,
+                                               self.policy, sleep=lambda s: None)  # fmt: skip
             except AutoShutdownError:
                 return  # an error page: nothing promised
             if result.outcome in (Outcome.KEPT, Outcome.ALREADY_KEPT):
-                self.successes.append((instance, night.day))
+                self.successes.append((instance, night.day, result.in_force.until, at))
 
     # ---------------------------------------------------------------------------------- the people
     def _plan_clicks(self, nights) -> dict[datetime, list]:
@@ -180,7 +198,10 @@ class Year:
                 at = night.shutdown_at + timedelta(
                     minutes=self.rng.randint(-70, 30), seconds=self.rng.randint(0, 59)
                 )
-                clicks[_tick_before(at)].append((at, instance, night))
+                clicks[_tick_before(at)].append((at, instance, night, self.rng.choice(CHOICES)))
+                if self.rng.random() < 0.4:  # a change of mind, before or after the shutdown
+                    later = at + timedelta(minutes=self.rng.randint(5, 100))
+                    clicks[_tick_before(later)].append((later, instance, night, self.rng.choice(CHOICES)))
         return clicks
 
     def _world(self, now: datetime) -> None:
@@ -221,14 +242,27 @@ def test_a_simulated_year(zone, holidays, capsys):
         assert (TEAM, day) in per_night
         assert ("carol@contoso.com", day) not in per_night  # opted out with `never`
 
-    # Stops: inside the night's window, at its first live tick unless a run of that night failed first.
+    # The keeps at the end of each night: the latest stop time wins, so that is the latest one asked.
+    def day_of(key: str) -> date:
+        return date.fromisoformat(key.rsplit("|", 1)[1])
+
+    final = {(keep.instance, day_of(key)): keep for (key, _), keep in ledger.keeps.items()}
+    sweeps = {day_of(key): record for (key, kind), record in ledger.nights.items() if kind == "sweep"}
+    honoured = {(name, day): final[(name, day)] for day, r in sweeps.items() for name in r.kept or ()}
+
+    # Stops: never before the time in force, at the first live tick at or after it (unless a run of that
+    # night failed first), never of an instance kept all night, never twice a night.
     stops_per_night = Counter()
     failed_sweeps = [at for name, at, _ in year.failed_runs if name == "ComputeShutdown"]
     for name, at in workspace.stops:
         night = calendar.sweep_due(at)
         assert night is not None, f"{name} stopped at {at}, outside every sweep window"
         stops_per_night[(name, night.day)] += 1
-        first_tick = night.shutdown_at  # shutdowns fall on the five-minute grid of the ticks
+        keep = honoured.get((name, night.day))
+        assert keep is None or keep.until is not None, f"{name} kept all night on {night.day}, yet stopped"
+        due = night.shutdown_at if keep is None else keep.until
+        assert at >= due, f"{name} stopped at {at}, before its time {due}"
+        first_tick = due  # shutdowns and delays fall on the five-minute grid of the ticks
         while year.outage[0] <= first_tick <= year.outage[1]:
             first_tick += TICK
         if at != first_tick:
@@ -236,27 +270,41 @@ def test_a_simulated_year(zone, holidays, capsys):
         assert name != "ci-carol" and not (name == "ci-erin" and night.day <= date(2026, 6, 30))
     assert all(count == 1 for count in stops_per_night.values())  # never twice a night (restarts)
     assert workspace.violations == []  # never a busy instance
+    for (name, day), keep in honoured.items():  # every delayed keep was dealt with when its time came
+        if keep.until is not None:
+            assert name.lower() in {n.lower() for n in sweeps[day].done}, f"{name}'s delay on {day} forgotten"
 
-    # Keeps: never a stop against an honoured keep; every success page honoured.
-    for (key, _kind), record in ledger.nights.items():
-        if record.kind == "sweep" and record.kept:
-            day = date.fromisoformat(key.rsplit("|", 1)[1])
-            for name in record.kept:
-                assert (name, day) not in stops_per_night
-    for instance, day in year.successes:
-        assert (instance, day) not in stops_per_night, f"success page for {instance} on {day}, then stopped"
+    # Success pages: honoured, and never shortened by a later click.
+    for instance, day, until, _at in year.successes:
+        keep = final[(instance, day)]
+        assert (instance, day) in honoured, f"success page for {instance} on {day}, not honoured"
+        assert keep.later(until) == keep.until, f"{instance} on {day}: a success page's time was shortened"
+
+    # Reminders: one per stop time, to the owner, before it; the time in force always has one unless it
+    # was set less than a tick before it.
+    reminded = Counter((instance, day, subject) for instance, day, subject, _ in year.reminders)
+    assert all(count == 1 for count in reminded.values()), [k for k, c in reminded.items() if c > 1]
+    last_click = {(i, d): at for i, d, _, at in year.successes}
+    zone = calendar.rules.zone
+    for (name, day), keep in honoured.items():
+        if keep.until is not None and keep.until - last_click[(name, day)] > REMINDER + TICK:
+            assert (name, day, f"{name} stops at {keep.until.astimezone(zone):%H:%M}") in reminded, (
+                name,
+                day,
+            )
 
     # Failures surface: every sweep ends done or missed, every missed night failed a run.
-    sweeps = {k: r for k, r in ledger.nights.items() if r.kind == "sweep"}
     assert all(record.state in ("done", "missed") for record in sweeps.values())
     missed = [record for record in sweeps.values() if record.state == "missed"]
     assert len([f for f in year.failed_runs if "missed" in f[2]]) == len(missed)
     assert year.ticks_with_calls_outside_windows == 0
 
-    kept = sum(len(r.kept or ()) for r in sweeps.values())
+    kept = len(honoured)
+    delayed = sum(1 for keep in honoured.values() if keep.until is not None)
     with capsys.disabled():
         print(
             f"\n  simulated year {zone}: {len(nights)} nights, {len(year.mails)} mails, {len(workspace.stops)} stops, "
-            f"{kept} keeps honoured, {len(year.successes) // 1} success pages, {len(missed)} missed, "
+            f"{kept} keeps honoured ({delayed} delayed), {len(year.reminders)} reminders, "
+            f"{len(year.successes)} success pages, {len(missed)} missed, "
             f"{len(year.failed_runs)} failed runs"
         )

@@ -55,15 +55,16 @@ def test_stops_running_instances_except_the_kept_ones_with_a_single_ledger_query
     assert report.stopped == ("ci-alice",)
     assert (
         "ComputeShutdown for the night of 2026-11-24: stopped 1, kept by request 1, busy with a job 1, "
-        "not running 2, opted out 0, restarted after tonight's stop 0, failed 0"
+        "not running 2, opted out 0, restarted after tonight's stop 0, delayed 0, failed 0"
     ) in caplog.text
 
 
 def test_a_tick_with_nothing_due_makes_no_remote_call_at_all():
     workspace, ledger = fleet(), FakeLedger()
     for minutes in range(0, 24 * 60, 5):
-        at = datetime(2026, 11, 25, 0, 0, tzinfo=UTC) + timedelta(minutes=minutes)
-        if not (19 * 60 <= minutes <= 22 * 60):  # the sweep window (20:00-22:00 Berlin) and its audit hour
+        at = datetime(2026, 11, 25, 1, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+        # the night's windows: the sweep 20:00-22:00 Berlin, delayed stops until 00:00, then the audit hour
+        if not (18 * 60 <= minutes <= 23 * 60):
             assert sweep(workspace, ledger, at=at) is None
     assert workspace.calls == 0 and ledger.calls == 0
 

@@ -1,0 +1,52 @@
+"""What a person may choose on the confirmation page: stop it later (shutdown + N minutes, one button per
+`delay_options` entry), or keep it running all night. Pure functions of the night, the time and the keep
+in force; the form's field `delay` with values `60`, `120`, ... or `night` is a public interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .domain import Keep, Night
+from .errors import InvalidChoiceError
+
+NIGHT = "night"
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str  # what the button posts as `delay`
+    until: datetime | None  # the new stop time; None: all night
+
+
+def offered(
+    night: Night, now: datetime, delay_options: Sequence[int], in_force: Keep | None
+) -> tuple[Choice, ...]:
+    """The delays that still mean something: later than now and than the keep in force (the latest
+    stop time wins, so an earlier one would change nothing), then keeping it all night."""
+    later = []
+    for minutes in delay_options:
+        until = night.shutdown_at + timedelta(minutes=minutes)
+        if until > now and (in_force is None or (in_force.until is not None and until > in_force.until)):
+            later.append(Choice(str(minutes), until))
+    return (*later, Choice(NIGHT, None))
+
+
+def allowed(night: Night, now: datetime, delay_options: Sequence[int]) -> tuple[Choice, ...]:
+    """What a POST may ask for: any configured delay still ahead, or all night. A page opened earlier may
+    offer a time that someone else has since outbid; posting it is no error: the latest time holds."""
+    return offered(night, now, delay_options, None)
+
+
+def chosen(value: str | None, choices: Sequence[Choice]) -> Choice:
+    """The choice a POST asks for; no `delay` at all means all night (as links mailed before delays
+    existed expect). A value that is not allowed now is refused: nothing is written."""
+    wanted = NIGHT if value is None else value.strip().lower()
+    for choice in choices:
+        if choice.value == wanted:
+            return choice
+    raise InvalidChoiceError(
+        "This choice is not (or no longer) available for this instance.",
+        "Nothing was changed. Open the link again and pick one of the buttons on the page.",
+    )

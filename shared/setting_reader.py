@@ -1,0 +1,49 @@
+"""Reading App Settings one by one, collecting every problem so that one error can name them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import setting_rules as rules
+
+FREE_TEXT = {"subject"}  # shown to people as written: `<` and `>` are text there, never a placeholder
+
+
+_UNSET = object()
+
+
+class Reader:
+    """Reads App Settings one by one, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        self.problems: list[str] = []
+        self.invalid: set[str] = set()
+
+    def required(self, name: str, parse: Callable[[str], Any]) -> Any:
+        raw = self.environ.get(name, "")
+        if not raw.strip():
+            self.problems.append(f"{name} is required but missing")
+            self.invalid.add(name)
+            return None
+        return self._parse(name, raw, parse, None)
+
+    def optional(self, name: str, parse: Callable[[str], Any], default: Any, empty: Any = _UNSET) -> Any:
+        """`default` when not set; `empty` (default: `default`) when set to nothing but blanks."""
+        raw = self.environ.get(name)
+        if raw is None:
+            return default
+        if not raw.strip():
+            return default if empty is _UNSET else empty
+        return self._parse(name, raw, parse, default)
+
+    def _parse(self, name: str, raw: str, parse: Callable[[str], Any], default: Any) -> Any:
+        try:
+            if name not in FREE_TEXT:
+                rules.not_a_placeholder(raw)
+            return parse(raw)
+        except ValueError as problem:
+            self.problems.append(f"{name} {problem}")
+            self.invalid.add(name)
+            return default

@@ -1,0 +1,68 @@
+"""How keeps and night records look as Table Storage entities, both ways (see table_ledger.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from .domain import Cancellation, Keep, NightRecord
+
+MAX_FIELD = 512
+CHUNK = 30_000  # a string property holds at most 32K characters; longer lists continue in Name_1, ...
+
+
+def click_entity(cancellation: Cancellation) -> dict:
+    """Who asked, when, from where, and until when: the latest click's, with the stop time in force."""
+    return {
+        "AllNight": cancellation.until is None,
+        "KeepUntil": cancellation.until or datetime(1601, 1, 1, tzinfo=UTC),  # Table's minimum: unused
+        "Recipient": cancellation.recipient[:MAX_FIELD],
+        "RequestedAt": cancellation.requested_at,
+        "ClientIp": cancellation.client_ip[:MAX_FIELD],
+        "UserAgent": cancellation.user_agent[:MAX_FIELD],
+    }
+
+
+def keep_from(entity, version: str) -> Keep:
+    # Keeps stored before delays existed have no AllNight: they keep the instance all night.
+    all_night = entity.get("AllNight", True)
+    return Keep(
+        entity["Instance"], None if all_night else entity["KeepUntil"], entity.get("Recipient", ""),
+        entity.get("RemindedFor"), bool(entity.get("Stopping", False)), version,
+    )  # fmt: skip
+
+
+def record_entity(record: NightRecord) -> dict:
+    entity = {"PartitionKey": record.night_key, "RowKey": f"~{record.kind}", "State": record.state}
+    entity["LeaseUntil"] = record.lease_until
+    entity.update(_chunked("Done", record.done))
+    entity.update(_chunked("Failures", record.failures))
+    if record.kept is not None:
+        entity.update(_chunked("Kept", record.kept))
+    return entity
+
+
+def record_from(key: str, kind: str, entity) -> NightRecord:
+    return NightRecord(
+        key, kind, entity["State"], entity["LeaseUntil"], _joined(entity, "Done"),
+        _joined(entity, "Kept") if "Kept" in entity else None, _joined(entity, "Failures"), entity.etag,
+    )  # fmt: skip
+
+
+def with_version(record: NightRecord, etag: str) -> NightRecord:
+    return replace(record, version=etag)
+
+
+def _chunked(name: str, values: tuple[str, ...]) -> dict[str, str]:
+    text = json.dumps(list(values))
+    parts = [text[i : i + CHUNK] for i in range(0, len(text), CHUNK)] or ["[]"]
+    return {name if n == 0 else f"{name}_{n}": part for n, part in enumerate(parts)}
+
+
+def _joined(entity, name: str) -> tuple[str, ...]:
+    parts, n = [entity.get(name, "[]")], 1
+    while f"{name}_{n}" in entity:
+        parts.append(entity[f"{name}_{n}"])
+        n += 1
+    return tuple(json.loads("".join(parts)))
