@@ -49,7 +49,7 @@ WARNING_MINUTES = 60  # the mail window [shutdown - 60 min, shutdown) is open fr
 LEAD_RANGE = (10, 3000)  # seconds; beyond 50 minutes the mail window would not be open yet at start
 EXPECTED_SUMMARY = (
     "stopped 2, kept by request 1, busy with a job 1, not running 1, opted out 1, "
-    "restarted after tonight's stop 0, failed 0"
+    "restarted after tonight's stop 0, delayed 0, failed 0"
 )
 
 
@@ -148,8 +148,9 @@ Azure ML auto-shutdown - local demo (no Azure account needed)
 
 Try it:
   1. {mail_step}
-  2. Before {at}, click "Keep ci-alice running {when}", then press the button on the page that opens
-     (the link itself changes nothing: only the button does; the links expire at the shutdown).
+  2. Before {at}, click "Keep ci-alice running {when}". On the page that opens, press
+     "Keep ci-alice running {when}" (or "Stop it at ... instead", one or two hours later: the page
+     offers both; the link itself changes nothing, only a button does; the links expire at the shutdown).
   3. Wait until {at}, the shutdown time: the sweep runs by itself at the {tick:%H:%M} tick. Or, from {at} on, run it now:
        {admin.format("ComputeShutdown")}
      (Before {at} that call is a tick like any other and does nothing; once the night is swept, it finds it done.)

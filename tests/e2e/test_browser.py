@@ -10,6 +10,7 @@ as it does in real use, whatever the time of day the tests run. Screenshots go t
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -150,24 +151,36 @@ def test_mail_link_confirm_and_keep(browser, devhost, screenshots):
     shoot(browser, screenshots, "mail")
     resize(browser, WINDOWS[browser.window_name][1])
 
-    browser.find_element(By.LINK_TEXT, "Keep ci-alice running tonight").click()
+    instance = {"phone": "ci-alice", "desktop": "ci-bob"}[browser.window_name]  # one demo, two people
+    browser.find_element(By.LINK_TEXT, f"Keep {instance} running tonight").click()
     assert (
-        heading_after_navigation(browser, "Keep ci-alice running tonight?")
-        == "Keep ci-alice running tonight?"
+        heading_after_navigation(browser, f"Keep {instance} running tonight?")
+        == f"Keep {instance} running tonight?"
     )
     facts = browser.find_element(By.CSS_SELECTOR, "dl.facts").text
-    assert "ws-demo (resource group rg-demo)" in facts and "ci-alice" in facts
-    button = browser.find_element(By.CSS_SELECTOR, "form[method=post] button")
-    assert button.is_displayed() and button.text == "Keep ci-alice running tonight"
+    assert "ws-demo (resource group rg-demo)" in facts and instance in facts
+    buttons = browser.find_elements(By.CSS_SELECTOR, "form.choices button[name=delay]")
+    choices = {button.get_attribute("value"): button for button in buttons}
+    assert list(choices) == ["60", "120", "night"] and all(b.is_displayed() for b in buttons)
+    later, latest = (re.fullmatch(r"Stop it at (\d\d:\d\d) instead", choices[v].text) for v in ("60", "120"))
+    assert later and latest and choices["night"].text == f"Keep {instance} running tonight"
     assert fits_the_window(browser)
     shoot(browser, screenshots, "confirm")
     resize(browser, WINDOWS[browser.window_name][1])
 
-    button.click()
-    assert (
-        heading_after_navigation(browser, "ci-alice keeps running tonight")
-        == "ci-alice keeps running tonight"
-    )
+    choices["60"].click()  # one more hour
+    expected = f"{instance} now stops at {later.group(1)}"
+    assert heading_after_navigation(browser, expected) == expected
+    assert f"will be stopped at {later.group(1)}" in browser.find_element(By.CLASS_NAME, "lead").text
+    more = browser.find_elements(By.CSS_SELECTOR, "form.choices button[name=delay]")
+    assert [b.get_attribute("value") for b in more] == ["120", "night"]  # only what is longer
+    assert fits_the_window(browser)
+    shoot(browser, screenshots, "later")
+    resize(browser, WINDOWS[browser.window_name][1])
+
+    more[-1].click()  # changed my mind: all night
+    expected = f"{instance} keeps running tonight"
+    assert heading_after_navigation(browser, expected) == expected
     assert "will not be stopped" in browser.find_element(By.CLASS_NAME, "lead").text
     assert fits_the_window(browser)
     shoot(browser, screenshots, "kept")

@@ -104,7 +104,12 @@ def test_the_demo_walkthrough_as_printed(demo):
     (link,) = [html.unescape(href) for href, text in anchors if text == steps.click]
     assert link.startswith(f"http://localhost:{demo.port}/api/CancelShutDown?token=")
     status, headers, page = demo.request("GET", link)
-    assert status == 200 and '<form method="post">' in page and headers["Cache-Control"] == "no-store"
+    assert (
+        status == 200
+        and '<form method="post" class="choices">' in page
+        and headers["Cache-Control"] == "no-store"
+    )
+    assert 'name="delay" value="60"' in page and 'name="delay" value="night"' in page
     assert 'ws-demo <span class="muted">(resource group rg-demo)</span>' in page
     status, _, page = demo.request("POST", link, b"", {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200 and "ci-alice keeps running tonight" in page
