@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
 
 from . import redaction
+from .adapters import AdapterFactory
 from .cancellation import CancelRequest, CancelResult, keep_instance_tonight
+from .host_config import stop_budget
 from .links import LinkSigner
 from .notices import MailOptions, NoticeReport, send_shutdown_notices
 from .ports import CancelLedger, ComputeWorkspace, Mailer
@@ -99,7 +101,7 @@ class App:
         options = SweepOptions(self.settings.dry_run, self.settings.max_parallel)
         return stop_unclaimed_instances(
             self.clock(), self.calendar, _Lazy(self, "workspace"), _Lazy(self, "ledger"), options,
-            self._policy(BACKGROUND), self.monotonic,
+            self._policy(BACKGROUND), self.monotonic, stop_budget(),
         )  # fmt: skip
 
     def cancel_shutdown(self, request: CancelRequest) -> CancelResult:
@@ -148,38 +150,16 @@ def bootstrap(
     they are; the others are built from the settings when first needed."""
     settings = settings or load_settings()
     redaction.protect(settings.secrets())
+    build = AdapterFactory(settings)
     return App(
         settings,
-        (lambda: workspace) if workspace is not None else functools.partial(_azureml, settings),
-        (lambda: ledger) if ledger is not None else functools.partial(_table, settings),
-        (lambda: mailer) if mailer is not None else functools.partial(_sendgrid, settings),
+        (lambda: workspace) if workspace is not None else build.workspace,
+        (lambda: ledger) if ledger is not None else build.ledger,
+        (lambda: mailer) if mailer is not None else build.mailer,
         clock or _utc_now,
         sleep,
         monotonic,
     )
-
-
-def _azureml(s: Settings) -> ComputeWorkspace:
-    from .azureml_workspace import AzureMLWorkspace, ServicePrincipal
-
-    principal = (
-        ServicePrincipal(s.tenant_id, s.service_principal_id, s.service_principal_password)
-        if s.uses_service_principal
-        else None
-    )
-    return AzureMLWorkspace(s.subscription_id, s.resource_group, s.workspace, principal)
-
-
-def _table(s: Settings) -> CancelLedger:
-    from .table_ledger import TableCancelLedger
-
-    return TableCancelLedger(s.storage_connection_string, s.cancel_table)
-
-
-def _sendgrid(s: Settings) -> Mailer:
-    from .sendgrid_mailer import SendGridMailer
-
-    return SendGridMailer(s.sendgrid_api_key, s.from_email, s.from_name)
 
 
 def _utc_now() -> datetime:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
 
 import requests
 
+from .credentials import ServicePrincipal
 from .domain import JOB_RUNNING, RUNNING, Instance, StopOutcome
 from .errors import CredentialsError, NotFoundError, ServiceError, TransientServiceError
 from .retry import retry_after_seconds
@@ -30,13 +30,6 @@ STOPPED_OR_STOPPING = {"stopped", "stopping"}
 SP_SETTINGS = ("tenant_id", "service_principal_id", "service_principal_password")
 MI_SETTINGS = ("the Function App's managed identity and its role on the workspace",)
 WORKSPACE_SETTINGS = ("subscription_id", "resource_group", "aml_workspace")
-
-
-@dataclass(frozen=True)
-class ServicePrincipal:
-    tenant_id: str
-    client_id: str
-    secret: str = field(repr=False)
 
 
 class AzureMLWorkspace:

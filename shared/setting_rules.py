@@ -141,6 +141,34 @@ def exactly(expected: str):
     return parse
 
 
+def one_of(*allowed: str):
+    def parse(value: str) -> str:
+        if value.strip().lower() not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, not {value!r}")
+        return value.strip().lower()
+
+    return parse
+
+
+def https_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(
+            f"must be an https:// URL without query, like https://name.example.net/, not {value!r}"
+        )
+    return value.strip().rstrip("/")
+
+
+def acs_connection_string(value: str) -> str:
+    pairs = dict(part.split("=", 1) for part in value.strip().split(";") if "=" in part)
+    if not (pairs.get("endpoint", "").startswith("https://") and pairs.get("accesskey")):
+        # The value holds a key: never echo it.
+        raise ValueError(
+            "is not a Communication Services connection string (endpoint=https://...;accesskey=...)"
+        )
+    return value.strip()
+
+
 def connection_string(value: str) -> str:
     pairs = dict(part.split("=", 1) for part in value.split(";") if "=" in part)
     if pairs.get("UseDevelopmentStorage", "").lower() == "true":

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from . import calendar_settings as cal
 from . import redaction
 from . import setting_rules as rules
+from .adapter_settings import AdapterSettings, read_adapter_settings
 from .domain import InstanceSelection, WorkspaceTarget
 from .errors import ConfigurationError
 from .setting_reader import Reader
@@ -27,7 +28,7 @@ DEFAULT_SUBJECT = "Azure ML compute instances stop tonight"
 
 @dataclass(frozen=True)
 class Settings:
-    storage_connection_string: str = field(repr=False)
+    storage_connection_string: str | None = field(repr=False)  # None: identity-based storage
     subscription_id: str
     resource_group: str
     workspace: str
@@ -35,7 +36,7 @@ class Settings:
     tenant_id: str | None
     service_principal_id: str | None
     service_principal_password: str | None = field(repr=False)
-    sendgrid_api_key: str = field(repr=False)
+    sendgrid_api_key: str | None = field(repr=False)  # None: Azure Communication Services Email
     cancel_url: str = field(repr=False)  # its query may hold the function key
     from_email: str
     from_name: str | None
@@ -56,6 +57,7 @@ class Settings:
     dry_run: bool
     cancel_table: str
     max_parallel: int
+    adapters: AdapterSettings = field(default_factory=AdapterSettings)
 
     @property
     def uses_service_principal(self) -> bool:
@@ -84,17 +86,16 @@ class Settings:
         values = [self.service_principal_password, self.sendgrid_api_key, self.cancel_link_secret]
         query = parse_qsl(urlsplit(self.cancel_url).query)
         values += [value for name, value in query if redaction.is_credential(name, value)]
-        storage = dict(
-            part.split("=", 1) for part in self.storage_connection_string.split(";") if "=" in part
-        )
-        values += [storage.get("AccountKey"), storage.get("SharedAccessSignature")]
+        for connection in (self.storage_connection_string, self.adapters.acs_connection_string):
+            pairs = dict(part.split("=", 1) for part in (connection or "").split(";") if "=" in part)
+            values += [pairs.get("AccountKey"), pairs.get("SharedAccessSignature"), pairs.get("accesskey")]
         return tuple(v for v in values if v)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         reader = Reader(environ)
         values = dict(
-            storage_connection_string=reader.required("AzureWebJobsStorage", rules.connection_string),
+            storage_connection_string=reader.optional("AzureWebJobsStorage", rules.connection_string, None),
             subscription_id=reader.required("subscription_id", rules.matching(rules.GUID, "subscription id")),
             resource_group=reader.required(
                 "resource_group", rules.matching(rules.RESOURCE_GROUP, "resource group name")
@@ -106,7 +107,7 @@ class Settings:
                 "service_principal_id", rules.matching(rules.GUID, "application (client) id"), None
             ),
             service_principal_password=reader.optional("service_principal_password", str, None),
-            sendgrid_api_key=reader.required("SENDGRID_API_KEY", str.strip),
+            sendgrid_api_key=reader.optional("SENDGRID_API_KEY", str.strip, None),
             cancel_url=reader.required("func_cancel_shutdown", rules.cancel_url),
             to_emails=reader.optional("to_emails", rules.optional_email_list, ()),
             subject=reader.optional("subject", rules.one_line, DEFAULT_SUBJECT) or DEFAULT_SUBJECT,
@@ -142,6 +143,7 @@ class Settings:
                     f"calendar; remove it and set {instead} instead"
                 )
         _check_combinations(reader, values)
+        values["adapters"] = read_adapter_settings(reader, values)
         if reader.problems:
             raise ConfigurationError(reader.problems)
         return cls(**values)

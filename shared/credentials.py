@@ -1,0 +1,29 @@
+"""The app's Azure identity for the modern adapters (ARM, azure-data-tables, ACS Email): one credential
+per run, so one token per resource per run. azure-identity is imported only when one is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    tenant_id: str
+    client_id: str
+    secret: str = field(repr=False)
+
+
+def azure_credential(
+    principal: ServicePrincipal | None, managed_identity_client_id: str | None, in_azure: bool
+):
+    """A service principal when one is configured; in Azure the managed identity (user-assigned with
+    `managed_identity_client_id`); elsewhere DefaultAzureCredential, so that `az login` works locally."""
+    from azure.identity import ClientSecretCredential, DefaultAzureCredential, ManagedIdentityCredential
+
+    if principal is not None:
+        return ClientSecretCredential(principal.tenant_id, principal.client_id, principal.secret)
+    if in_azure:
+        if managed_identity_client_id:
+            return ManagedIdentityCredential(client_id=managed_identity_client_id)
+        return ManagedIdentityCredential()
+    return DefaultAzureCredential(managed_identity_client_id=managed_identity_client_id)
