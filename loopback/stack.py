@@ -22,6 +22,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from .acs import AcsStandIn
 from .azureml import AzureMLStandIn
 from .proxy import ConnectProxy
 from .sendgrid import SendGridStandIn
@@ -49,6 +50,7 @@ class StandIns:
         self.traffic = Traffic()
         self.azureml = AzureMLStandIn(traffic=self.traffic, **(azureml or {}))
         self.sendgrid = SendGridStandIn(traffic=self.traffic, **(sendgrid or {}))
+        self.acs = AcsStandIn(traffic=self.traffic, aad=self.azureml.aad)
         self.ca: LoopbackCA | None = None
         self.server: StandInServer | None = None
         self.proxy: ConnectProxy | None = None
@@ -59,7 +61,9 @@ class StandIns:
             return self
         try:
             self.ca = LoopbackCA()
-            self.server = StandInServer(self.ca.server_context(), [self.azureml, self.sendgrid], self.traffic)
+            self.server = StandInServer(
+                self.ca.server_context(), [self.azureml, self.sendgrid, self.acs], self.traffic
+            )
             self.server.start()
             self.proxy = ConnectProxy(("127.0.0.1", self.server.port)).start()
         except BaseException:
@@ -164,3 +168,4 @@ class StandIns:
         self.traffic.reset()
         self.azureml.reset()
         self.sendgrid.reset()
+        self.acs.reset()
