@@ -1,10 +1,16 @@
-"""How keeps and night records look as Table Storage entities, both ways (see table_ledger.py)."""
+"""How keeps and night records look as Table Storage entities, both ways.
+
+Both ledger adapters (table_ledger.py on azure-cosmosdb-table, data_tables_ledger.py on azure-data-tables)
+write and read exactly these shapes, so either reads what the other wrote.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from .domain import Cancellation, Keep, NightRecord
 
@@ -21,6 +27,18 @@ def click_entity(cancellation: Cancellation) -> dict:
         "RequestedAt": cancellation.requested_at,
         "ClientIp": cancellation.client_ip[:MAX_FIELD],
         "UserAgent": cancellation.user_agent[:MAX_FIELD],
+    }
+
+
+def keep_entity(night_key: str, cancellation: Cancellation) -> dict:
+    """A new keep, as the first click on an instance stores it (RowKey: the name in lower case)."""
+    return {
+        "PartitionKey": night_key,
+        "RowKey": cancellation.instance.lower(),
+        "Workspace": cancellation.workspace,
+        "Instance": cancellation.instance,
+        "Day": cancellation.day.isoformat(),
+        **click_entity(cancellation),
     }
 
 
@@ -44,9 +62,14 @@ def record_entity(record: NightRecord) -> dict:
 
 
 def record_from(key: str, kind: str, entity) -> NightRecord:
+    return night_record_from(key, kind, entity, entity.etag)
+
+
+def night_record_from(key: str, kind: str, entity: Mapping[str, Any], version: str) -> NightRecord:
+    """`record_from` for SDKs that keep the ETag beside the properties (azure-data-tables' metadata)."""
     return NightRecord(
         key, kind, entity["State"], entity["LeaseUntil"], _joined(entity, "Done"),
-        _joined(entity, "Kept") if "Kept" in entity else None, _joined(entity, "Failures"), entity.etag,
+        _joined(entity, "Kept") if "Kept" in entity else None, _joined(entity, "Failures"), version,
     )  # fmt: skip
 
 
