@@ -8,6 +8,11 @@ same REST protocol on 127.0.0.1, so the real SDK can be exercised. Data lives in
 The binary is ``node_modules/.bin/azurite-table`` of this repository (``npm ci`` installs it, pinned in
 package-lock.json); npx is deliberately not used (it may download). The process runs in its own
 session/process group and is stopped by its PID: SIGTERM, then SIGKILL after a timeout.
+
+``Azurite(oauth=True)`` serves HTTPS with a certificate for 127.0.0.1 from its own throw-away CA
+(:attr:`Azurite.ca_file`, for ``REQUESTS_CA_BUNDLE``) and accepts bearer tokens (``--oauth basic``):
+Azurite decodes the JWT and checks its lifetime, issuer (``https://sts.windows.net/...``) and audience
+(``https://storage.azure.com``), but not its signature or any role. Shared Key works there too.
 """
 
 from __future__ import annotations
@@ -52,24 +57,46 @@ class Azurite:
     """``azurite-table`` on 127.0.0.1:<port>. Use :meth:`start`/:meth:`stop` or ``with Azurite() as az:``."""
 
     def __init__(
-        self, port: int | None = None, binary: str | Path | None = None, skip_api_version_check=False
+        self,
+        port: int | None = None,
+        binary: str | Path | None = None,
+        skip_api_version_check=False,
+        oauth: bool = False,
     ):
         self.binary = Path(binary) if binary else REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
         self.port = port or free_port()
         self.skip_api_version_check = skip_api_version_check
+        self.oauth = oauth
         self.workdir = Path(tempfile.mkdtemp(prefix="standins-azurite-"))  # cwd + console log
         self.log_file = self.workdir / "azurite.log"
         self.process: subprocess.Popen | None = None
+        self.ca_file: str | None = None  # with oauth: the CA that signed Azurite's certificate
+        if oauth:
+            self._make_certificate()
         atexit.register(self.stop)  # last resort if the owner never calls stop() (e.g. a crashed script)
+
+    def _make_certificate(self) -> None:
+        import trustme  # dev dependency, only needed for HTTPS
+
+        ca = trustme.CA(organization_name="aml-autoshutdown loopback Azurite")
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_file = str(self.workdir / "azurite-ca.pem")
+        ca.cert_pem.write_to_path(self.ca_file)
+        leaf.cert_chain_pems[0].write_to_path(str(self.workdir / "azurite-cert.pem"))
+        leaf.private_key_pem.write_to_path(str(self.workdir / "azurite-key.pem"))
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.oauth else "http"
 
     @property
     def table_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT_NAME}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{ACCOUNT_NAME}"
 
     @property
     def connection_string(self) -> str:
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
             f"TableEndpoint={self.table_endpoint};"
         )
 
@@ -99,6 +126,9 @@ class Azurite:
         ]
         if self.skip_api_version_check:
             args.append("--skipApiVersionCheck")
+        if self.oauth:  # OAuth needs HTTPS
+            args += ["--oauth", "basic", "--cert", str(self.workdir / "azurite-cert.pem"),
+                     "--key", str(self.workdir / "azurite-key.pem")]  # fmt: skip
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child, closed right after
         try:
             self.process = subprocess.Popen(
