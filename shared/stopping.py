@@ -9,6 +9,7 @@ one by one. Adapters that read an instance before stopping it (azureml-core does
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from .domain import Instance, StopOutcome
 from .errors import OutOfTimeError
@@ -34,15 +35,19 @@ def stop_while_fresh(
     than STALE, or in the exception that stopped it."""
     deadline = clock() + budget
     results: dict[str, StopOutcome | Exception] = {}
+    tries_left = dict.fromkeys(names, policy.attempts)  # across re-listings: a stale read is no new try
     pending = list(names)
     while pending:
         fresh_until = listed_at + FRESH_FOR
 
         def stop(name: str, fresh_until: float = fresh_until) -> StopOutcome:
             def attempt() -> StopOutcome:
-                return StopOutcome.STALE if clock() > fresh_until else workspace.stop(name)
+                if clock() > fresh_until:
+                    return StopOutcome.STALE
+                tries_left[name] -= 1
+                return workspace.stop(name)
 
-            return policy.call(attempt, f"stopping {name}", azure)
+            return replace(policy, attempts=tries_left[name]).call(attempt, f"stopping {name}", azure)
 
         remaining = budget if len(results) == 0 and pending == list(names) else max(0.0, deadline - clock())
         outcomes = run_bounded(pending, stop, max_parallel, remaining)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from loopback.acs import AcsStandIn
 from loopback.azureml import AzureMLStandIn
 from loopback.sendgrid import SendGridStandIn
 from tests import conftest
@@ -15,6 +16,7 @@ KNOWN_SECRETS = {
     "wire-function-key",
     AzureMLStandIn().client_secret,
     SendGridStandIn().api_key,
+    AcsStandIn().access_key,
 }
 
 

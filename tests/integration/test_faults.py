@@ -75,6 +75,7 @@ def test_retry_after_zero_never_turns_into_a_burst_of_retries(wire):
     wire.standins.add_fault("arm", "POST", STOP.format("ci-a"), status=429, headers={"Retry-After": "0"})
     with pytest.raises(RunFailedError, match="ci-a"):
         wire.sweep()
+    # four tries in all, even when the waits outlast the listing's freshness and it is listed again
     assert wire.standins.count("arm", "POST", STOP.format("ci-a")) == 4
     first, second, third = wire.slept  # the backoff: 1, 2, 4 s times [0.5, 1.5), plus the spread
     assert first >= 0.5 and second >= 1.0 and third >= 2.0

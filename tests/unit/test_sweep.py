@@ -188,3 +188,19 @@ def test_a_skipped_day_says_why_in_one_line_and_calls_nothing(caplog):
     assert sweep(workspace, ledger, skip_dates="2026-11-24") is None
     assert "no shutdown on 2026-11-24: 2026-11-24 is in skip_dates" in caplog.text
     assert workspace.calls == 0 and ledger.calls == 0
+
+
+def test_a_re_listing_gives_a_failing_instance_no_new_tries():
+    workspace, ledger = fleet(), FakeLedger()
+    now = [0.0]
+    workspace.stop_errors["ci-alice"] = [TransientServiceError("AzureML", "HTTP 503")] * 10
+
+    def slow_stop(name, original=workspace.stop):
+        now[0] += FRESH_FOR / 2  # two tries and the listing is stale: list again
+        return original(name)
+
+    workspace.stop = slow_stop
+    with pytest.raises(RunFailedError, match="ci-alice"):
+        sweep(workspace, ledger, clock=lambda: now[0], max_parallel=1, budget=600)
+    assert workspace.stop_calls.count("ci-alice") == 3  # NO_WAIT's three tries, across re-listings
+    assert workspace.list_calls >= 2 and "ci-bob" in workspace.stopped
