@@ -11,9 +11,16 @@ Hosts and the service names used in the request log and in faults:
 * ``login.microsoftonline.com`` -> ``"aad"``: OpenID configuration, instance discovery and the
   client-credentials token endpoint. Tokens are HS256 JWTs (the SDK decodes them without checking the
   signature, e.g. for ``exp``) and are remembered, so ARM/regional calls can demand one of them.
+  Tokens of other issuers are accepted too once trusted with :meth:`AzureMLStandIn.accept_tokens_from`
+  (the managed-identity endpoint, :mod:`loopback.identity`). A token for another resource than ARM
+  gets ARM's 401 ``InvalidAuthenticationTokenAudience``.
 * ``management.azure.com`` -> ``"arm"``: subscriptions, the workspace (its ``discoveryUrl`` points at
-  the regional host), computes, ``POST .../stop`` (202 + ``Azure-AsyncOperation`` + ``Location``) and
-  the async-operation URLs.
+  the regional host), the paged compute list (``nextLink``, as the ARM REST API serves it),
+  ``POST .../stop`` (202 + ``Azure-AsyncOperation`` + ``Location``; 409 ``Conflict`` when stopped,
+  stopping or in another operation) and the async-operation URLs. Optionally ARM's write throttling:
+  :meth:`AzureMLStandIn.enforce_write_bucket` (off by default) gives every principal a token bucket
+  of writes; a write past it gets 429 ``SubscriptionRequestsThrottled`` with ``Retry-After``, and
+  every write answer says ``x-ms-ratelimit-remaining-subscription-writes``.
 * ``<region>.api.azureml.ms`` -> ``"azureml"``: ``/discovery`` (anonymous, as azureml-core fetches it
   without a token) and ``/rp/workspaces/...computes[/{name}]``.
 
@@ -23,11 +30,16 @@ this module holds the ARM and regional behaviour.
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 from urllib.parse import quote
 
 from . import azureml_payloads as p
@@ -49,6 +61,17 @@ STOPPABLE_STATES = frozenset(
     }
 )
 COMPUTE_TYPES = ("ComputeInstance", "AmlCompute")
+#: The audiences ARM accepts in a bearer token (the same token serves the regional Azure ML host).
+ARM_AUDIENCES = frozenset(
+    {
+        "https://management.core.windows.net/",
+        "https://management.core.windows.net",
+        "https://management.azure.com/",
+        "https://management.azure.com",
+    }
+)
+WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
+REMAINING_WRITES = "x-ms-ratelimit-remaining-subscription-writes"
 API_VERSION_RP = "2020-02-02"  # what azureml-core sends for computes
 STATUS_API_VERSION = "2023-04-01"
 
@@ -104,6 +127,36 @@ class _Operation:
     started: str
 
 
+class TokenIssuer(Protocol):
+    """Another token service whose tokens ARM accepts (e.g. :class:`~loopback.identity.ManagedIdentityStandIn`)."""
+
+    def issued(self, token: str) -> bool: ...
+
+    def revoke_tokens(self) -> None: ...
+
+
+class WriteBuckets:
+    """ARM's write throttling: per principal, a bucket of ``capacity`` writes refilled at
+    ``refill_per_second``. The stand-in's own implementation, independent of the app's pacing."""
+
+    def __init__(self, capacity: int, refill_per_second: float, clock: Callable[[], float] = time.monotonic):
+        self.capacity, self.refill_per_second, self._clock = capacity, refill_per_second, clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # principal -> (tokens, when counted)
+        self._lock = threading.Lock()
+
+    def take(self, principal: str) -> tuple[bool, int, float]:
+        """(allowed, writes remaining, seconds until the next token) for one write by ``principal``."""
+        with self._lock:
+            now = self._clock()
+            tokens, then = self._buckets.get(principal, (float(self.capacity), now))
+            tokens = min(float(self.capacity), tokens + (now - then) * self.refill_per_second)
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            self._buckets[principal] = (tokens, now)
+            return allowed, int(tokens), 0.0 if allowed else (1.0 - tokens) / self.refill_per_second
+
+
 class AzureMLStandIn:
     """Fake AAD + ARM + regional Azure ML for one tenant/subscription/workspace.
 
@@ -134,11 +187,14 @@ class AzureMLStandIn:
         self.region = region
         self.page_size = page_size
         self.stop_delay = stop_delay
+        self._defaults = {"page_size": page_size, "stop_delay": stop_delay}
         self.traffic = traffic if traffic is not None else Traffic()
         self.workspace_id = str(uuid.uuid4())
         self._computes: dict[str, Compute] = {}
         self._operations: dict[str, _Operation] = {}
         self._lock = threading.RLock()
+        self._issuers: list[TokenIssuer] = []
+        self.write_buckets: WriteBuckets | None = None
 
     # ------------------------------------------------------------------------ names and URLs
     @property
@@ -204,9 +260,23 @@ class AzureMLStandIn:
     def revoke_tokens(self) -> None:
         """Forget every issued token: the next ARM/regional call gets 401 (expired-token scenario)."""
         self.aad.revoke_tokens()
+        for issuer in self._issuers:
+            issuer.revoke_tokens()
+
+    def accept_tokens_from(self, issuer: TokenIssuer) -> None:
+        """Trust the bearer tokens ``issuer`` issued (besides Azure AD's), e.g. a managed identity's."""
+        self._issuers.append(issuer)
+
+    def enforce_write_bucket(self, capacity: int = 200, refill_per_second: float = 10.0) -> WriteBuckets:
+        """Throttle ARM writes as ARM does: per principal, ``capacity`` writes, refilled at
+        ``refill_per_second``; a write past the bucket gets 429 with ``Retry-After`` (whole seconds).
+        Off until called; :meth:`reset` turns it off again."""
+        self.write_buckets = WriteBuckets(capacity, refill_per_second)
+        return self.write_buckets
 
     def reset(self) -> None:
-        """Drop computes and operations; credentials and issued tokens stay valid.
+        """Drop computes and operations and the write bucket, and set ``page_size`` and ``stop_delay`` back
+        to what they were built with; credentials and issued tokens stay valid.
 
         The workspace id changes too: azureml-core caches discovery results per workspace id in
         ``~/.azureml/.discovery``, and a fresh id makes every test see the same, complete call sequence.
@@ -215,6 +285,9 @@ class AzureMLStandIn:
             self._computes.clear()
             self._operations.clear()
             self.workspace_id = str(uuid.uuid4())
+            self.write_buckets = None
+            for name, value in self._defaults.items():
+                setattr(self, name, value)
 
     # ------------------------------------------------------------------------ server interface
     def service_for_host(self, host: str) -> str | None:
@@ -239,12 +312,50 @@ class AzureMLStandIn:
             return self.aad.handle(req)
         if req.service == "azureml" and req.path.rstrip("/") == "/discovery" and req.method == "GET":
             return Response(200, p.service_discovery(self.region))
-        unauthorized = self.aad.check_bearer(req)
+        claims, unauthorized = self._authenticate(req)
         if unauthorized is not None:
             return unauthorized
         if req.service == "azureml":
             return self._regional(req)
-        return self._arm(req)
+        buckets = self.write_buckets
+        if buckets is None or req.method.upper() not in WRITE_METHODS:
+            return self._arm(req)
+        allowed, remaining, wait = buckets.take(str(claims.get("oid") or claims.get("appid") or "?"))
+        if not allowed:
+            return self._throttled(claims, wait)
+        response = self._arm(req)
+        response.headers = {**response.headers, REMAINING_WRITES: str(remaining)}
+        return response
+
+    def _authenticate(self, req: Request) -> tuple[dict, Response | None]:
+        """The token's claims, or the 401 ARM answers: no token, one nobody issued, or the wrong audience."""
+        scheme, _, token = (req.header("Authorization") or "").partition(" ")
+        trusted = scheme.lower() == "bearer" and any(issuer.issued(token) for issuer in self._issuers)
+        if not trusted:
+            unauthorized = self.aad.check_bearer(req)
+            if unauthorized is not None:
+                return {}, unauthorized
+        claims = _claims(token)
+        audience = str(claims.get("aud", ""))
+        if audience not in ARM_AUDIENCES:
+            allowed = ",".join(f"'{a}'" for a in sorted(ARM_AUDIENCES, reverse=True))
+            message = (
+                f"The access token has been obtained for wrong audience or resource '{audience}'. It should "
+                f"exactly match with one of the allowed audiences {allowed}."
+            )
+            return {}, Response(401, p.arm_error("InvalidAuthenticationTokenAudience", message))
+        return claims, None
+
+    def _throttled(self, claims: dict, wait: float) -> Response:
+        seconds = max(1, math.ceil(wait))
+        actor = claims.get("oid") or claims.get("appid") or "unknown"
+        message = (
+            f"Number of 'write' requests for subscription '{self.subscription_id}' actor '{actor}' exceeded. "
+            f"Please try again after '{seconds}' seconds after additional tokens are available. "
+            "Refer to https://aka.ms/arm-throttling"
+        )
+        headers = {"Retry-After": str(seconds), REMAINING_WRITES: "0", "x-ms-request-id": str(uuid.uuid4())}
+        return Response(429, p.arm_error("SubscriptionRequestsThrottled", message), headers)
 
     # ------------------------------------------------------------------------ ARM
     def _arm(self, req: Request) -> Response:
@@ -427,3 +538,13 @@ class AzureMLStandIn:
             properties,
             c.tags,
         )
+
+
+def _claims(token: str) -> dict:
+    """The payload of a JWT we issued ourselves (no signature check: only trusted tokens get here)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}

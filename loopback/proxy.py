@@ -5,7 +5,9 @@ them open a tunnel "to login.microsoftonline.com:443" (or any other host) that r
 loopback TLS server, while they still verify the certificate against the real host name. That is
 the whole trick that lets the unmodified SDKs talk to the stand-ins. Anything that is not CONNECT
 (e.g. a plain-HTTP request through the proxy) gets 405; if the target cannot be reached the client
-gets 502. ``connects`` lists every ``host:port`` asked for, in order, for debugging.
+gets 502. ``connects`` lists every ``host:port`` asked for, in order, for debugging (one per tunnel,
+i.e. per client connection). Both sockets of a tunnel have TCP_NODELAY set, as a real proxy does, so
+the tunnel adds no Nagle delay to small requests and responses.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import socket
 import socketserver
 import threading
 
-from .background import BackgroundServing
+from .background import BackgroundServing, no_delay
 
 _BUF = 65536
 
@@ -40,6 +42,7 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         client: socket.socket = self.request
+        no_delay(client)  # already set on accept; said again here, where the tunnel is built
         client.settimeout(30)
         head = b""
         while b"\r\n\r\n" not in head:
@@ -63,6 +66,7 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
         except OSError:
             client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return
+        no_delay(upstream)
         with upstream:
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             client.settimeout(None)
@@ -97,3 +101,7 @@ class ConnectProxy(BackgroundServing, socketserver.ThreadingTCPServer):
     def note_connect(self, authority: str) -> None:
         with self._lock:
             self.connects.append(authority)
+
+    def clear_connects(self) -> None:
+        with self._lock:
+            self.connects.clear()

@@ -6,6 +6,11 @@ dispatches on that header to the stand-in owning the host. Every request is reco
 :class:`~loopback.traffic.Traffic` log, after faults and latency have been applied. Hosts no
 stand-in owns get a JSON 404 (and are logged as service ``"unknown"``); a stand-in that raises gets a
 500 with the traceback, so a bug in a stand-in shows up in the test instead of hanging it.
+
+Opening a connection can be given a price (:attr:`StandInServer.connection_cost`, seconds slept
+before the TLS handshake of each new connection, in that connection's thread), so that a benchmark
+sees what a client that does not reuse its connections pays. Without an SSL context the same server
+speaks plain HTTP (the managed-identity endpoint, :mod:`loopback.identity`).
 """
 
 from __future__ import annotations
@@ -117,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request(service, self.command, host, path, query, headers, body)
 
         delay, fault = self.server.traffic.take_faults(service, self.command, path)
+        if not self.server.network_latency:  # a host-local endpoint: no round trip to the cloud
+            delay = max(0.0, delay - self.server.traffic.latency)
         if delay:
             time.sleep(delay)
         if fault is not None and fault.drop:
@@ -195,6 +202,9 @@ class StandInServer(BackgroundServing, ThreadingHTTPServer):
     """HTTPS on 127.0.0.1:<free port>; TLS is set up per connection in the worker thread.
 
     Use :meth:`start` / :meth:`stop` (or the context manager); :attr:`port` is the bound port.
+    ``ssl_context=None`` serves plain HTTP. ``connection_cost``: seconds each new connection costs
+    before its handshake (0 by default). ``network_latency=False`` exempts the server from
+    :attr:`Traffic.latency` (injected faults' delays still apply). :attr:`accepted` counts connections.
     """
 
     thread_name = "standins-https"
@@ -203,11 +213,21 @@ class StandInServer(BackgroundServing, ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, ssl_context: ssl.SSLContext, standins: list[StandIn], traffic: Traffic):
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext | None,
+        standins: list[StandIn],
+        traffic: Traffic,
+        *,
+        connection_cost: float = 0.0,
+        network_latency: bool = True,
+    ):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.ssl_context = ssl_context
         self.standins = list(standins)
         self.traffic = traffic
+        self.connection_cost = connection_cost
+        self.network_latency = network_latency
         self.port: int = self.server_address[1]
         self._thread: threading.Thread | None = None
 
@@ -220,7 +240,12 @@ class StandInServer(BackgroundServing, ThreadingHTTPServer):
 
     def finish_request(self, request, client_address) -> None:
         # The handshake happens here, in the per-connection thread, so a slow or broken client
-        # cannot stall accept() for everybody else.
+        # cannot stall accept() for everybody else; so does the price of a new connection.
+        if self.connection_cost > 0:
+            time.sleep(self.connection_cost)
+        if self.ssl_context is None:
+            self.RequestHandlerClass(request, client_address, self)
+            return
         request.settimeout(10)  # a client that never finishes the handshake must not pin a thread
         try:
             tls = self.ssl_context.wrap_socket(request, server_side=True)

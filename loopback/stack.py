@@ -1,15 +1,21 @@
 """Everything the real SDKs need to talk to the loopback stand-ins, in one object.
 
-:class:`StandIns` starts the TLS server (AzureML + SendGrid stand-ins behind one port) and the
-CONNECT proxy in front of it, and tells you the environment that routes the SDKs there
-(:attr:`StandIns.env`). It is plain Python, usable from pytest fixtures, a demo script or a
-benchmark::
+:class:`StandIns` starts the TLS server (AzureML + SendGrid stand-ins behind one port), the
+CONNECT proxy in front of it and the managed-identity endpoint, and tells you the environment that
+routes the SDKs there (:attr:`StandIns.env`; :attr:`StandIns.identity_env` for the identity endpoint,
+which only a test of the managed identity sets). It is plain Python, usable from pytest fixtures, a
+demo script or a benchmark::
 
     with StandIns() as s:
         s.azureml.seed("ci-alice")
         os.environ.update(s.env)          # or pass env=... to a subprocess
-        ...                               # run code that uses azureml-core / sendgrid
+        ...                               # run code that uses azureml-core / sendgrid / azure-identity
         print(s.traffic.dump())
+
+Knobs that make the loopback cloud behave like the real one in benchmarks: :attr:`StandIns.latency`
+(every remote call), :attr:`StandIns.connection_cost` (every new TLS connection) and
+:meth:`StandIns.enforce_write_bucket` (ARM's write throttling). :attr:`StandIns.connections` counts
+the TLS connections clients opened.
 
 azureml-core's own retries need no setting here: the app's adapter switches them off itself
 (``shared.settings.prepare_sdk_environment``, before azureml is first imported). Code that imports
@@ -23,7 +29,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .acs import AcsStandIn
-from .azureml import AzureMLStandIn
+from .azureml import AzureMLStandIn, WriteBuckets
+from .identity import ManagedIdentityStandIn
 from .proxy import ConnectProxy
 from .sendgrid import SendGridStandIn
 from .server import StandInServer
@@ -33,23 +40,37 @@ from .traffic import Record, Traffic
 #: The variables :attr:`StandIns.env` sets. A child process that must not inherit a *running* stack's
 #: routing (the dev host, a benchmark run) starts from :func:`environ_without_routing`.
 ROUTING_ENV = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+#: The variables :attr:`StandIns.identity_env` sets (as App Service does); children are cleaned of them too.
+IDENTITY_ENV = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")
 
 
 def environ_without_routing(environ: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in environ.items() if name not in ROUTING_ENV}
+    return {name: value for name, value in environ.items() if name not in ROUTING_ENV + IDENTITY_ENV}
 
 
 class StandIns:
     """TLS server + CONNECT proxy + both stand-ins. ``start()``/``stop()`` or use as a context manager.
 
     Keyword arguments are passed to the stand-ins: ``azureml={...}`` to :class:`AzureMLStandIn`,
-    ``sendgrid={...}`` to :class:`SendGridStandIn` (e.g. ``sendgrid={"outbox_dir": "outbox"}``).
+    ``sendgrid={...}`` to :class:`SendGridStandIn` (e.g. ``sendgrid={"outbox_dir": "outbox"}``),
+    ``identity={...}`` to :class:`ManagedIdentityStandIn` (its tenant is the AzureML stand-in's).
+    ``connection_cost``: see the property.
     """
 
-    def __init__(self, azureml: dict[str, Any] | None = None, sendgrid: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        azureml: dict[str, Any] | None = None,
+        sendgrid: dict[str, Any] | None = None,
+        identity: dict[str, Any] | None = None,
+        connection_cost: float = 0.0,
+    ):
         self.traffic = Traffic()
         self.azureml = AzureMLStandIn(traffic=self.traffic, **(azureml or {}))
         self.sendgrid = SendGridStandIn(traffic=self.traffic, **(sendgrid or {}))
+        identity_args = {"tenant_id": self.azureml.tenant_id, **(identity or {})}
+        self.identity = ManagedIdentityStandIn(traffic=self.traffic, **identity_args)
+        self.azureml.accept_tokens_from(self.identity)
+        self._connection_cost = connection_cost
         self.acs = AcsStandIn(traffic=self.traffic, aad=self.azureml.aad)
         self.ca: LoopbackCA | None = None
         self.server: StandInServer | None = None
@@ -62,20 +83,25 @@ class StandIns:
         try:
             self.ca = LoopbackCA()
             self.server = StandInServer(
-                self.ca.server_context(), [self.azureml, self.sendgrid, self.acs], self.traffic
+                self.ca.server_context(),
+                [self.azureml, self.sendgrid, self.acs],
+                self.traffic,
+                connection_cost=self._connection_cost,
             )
             self.server.start()
             self.proxy = ConnectProxy(("127.0.0.1", self.server.port)).start()
+            self.identity.start()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        """Stop proxy and server and delete the CA directory. Safe to call twice or after a failed start."""
+        """Stop proxy, servers and identity endpoint and delete the CA directory. Safe to call twice or
+        after a failed start."""
         proxy, server, ca = self.proxy, self.server, self.ca
         self.proxy = self.server = self.ca = None
-        for closer in (proxy and proxy.stop, server and server.stop, ca and ca.cleanup):
+        for closer in (proxy and proxy.stop, server and server.stop, self.identity.stop, ca and ca.cleanup):
             if closer:
                 with contextlib.suppress(Exception):
                     closer()
@@ -120,6 +146,13 @@ class StandIns:
             "SSL_CERT_FILE": ca_file,
         }
 
+    @property
+    def identity_env(self) -> dict[str, str]:
+        """``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``, as App Service sets them for a Function App with
+        a managed identity: with them in ``os.environ``, azure-identity's ``ManagedIdentityCredential``
+        gets its tokens from :attr:`identity` (plain HTTP on 127.0.0.1, never through the proxy)."""
+        return self.identity.env
+
     def app_settings(self) -> dict[str, str]:
         """The App Settings (local.settings.json names) that point the app at these stand-ins."""
         aml = self.azureml
@@ -136,7 +169,7 @@ class StandIns:
     # ---------------------------------------------------------------- faults and log (shared Traffic)
     @property
     def add_fault(self):
-        """:meth:`Traffic.add_fault` of the shared log. service: None|"aad"|"arm"|"azureml"|"sendgrid"|"table"."""
+        """:meth:`Traffic.add_fault` of the shared log. service: None|"aad"|"arm"|"azureml"|"sendgrid"|"identity"|"table"."""
         return self.traffic.add_fault
 
     @property
@@ -146,6 +179,28 @@ class StandIns:
     @latency.setter
     def latency(self, seconds: float) -> None:
         self.traffic.latency = seconds
+
+    @property
+    def connection_cost(self) -> float:
+        """Seconds every new TLS connection costs the client before its handshake (0: free). A real
+        connection to Azure costs a TCP and a TLS handshake over the network; set this (with
+        :attr:`latency`) so that a client that does not reuse connections pays for it in a benchmark."""
+        return self.server.connection_cost if self.server is not None else self._connection_cost
+
+    @connection_cost.setter
+    def connection_cost(self, seconds: float) -> None:
+        self._connection_cost = seconds
+        if self.server is not None:
+            self.server.connection_cost = seconds
+
+    @property
+    def connections(self) -> int:
+        """TLS connections the clients opened (through the proxy) since start or the last reset."""
+        return self.server.accepted if self.server is not None else 0
+
+    def enforce_write_bucket(self, capacity: int = 200, refill_per_second: float = 10.0) -> WriteBuckets:
+        """ARM's write throttling on the AzureML stand-in: see :meth:`AzureMLStandIn.enforce_write_bucket`."""
+        return self.azureml.enforce_write_bucket(capacity, refill_per_second)
 
     @property
     def log(self) -> list[Record]:
@@ -164,8 +219,14 @@ class StandIns:
         return self.azureml.stopped_names()
 
     def reset(self) -> None:
-        """Between tests: no computes, faults, log, outbox, latency; credentials and tokens stay."""
+        """Between tests: no computes, faults, log, outbox, latency, connection cost, write bucket, and
+        the connection counts start at 0; credentials and tokens stay."""
         self.traffic.reset()
         self.azureml.reset()
         self.sendgrid.reset()
         self.acs.reset()
+        self.connection_cost = 0.0
+        if self.server is not None:
+            self.server.reset_accepted()
+        if self.proxy is not None:
+            self.proxy.clear_connects()

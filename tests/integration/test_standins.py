@@ -505,3 +505,150 @@ def test_env_sets_exactly_the_routing_variables_children_are_cleaned_of(standins
 
     assert set(standins.env) == set(ROUTING_ENV)
     assert environ_without_routing({**standins.env, "PATH": "/bin"}) == {"PATH": "/bin"}
+
+
+# --------------------------------------------------------------------------- managed identity, ARM writes, connections
+def identity_get(standins, headers=None, **params):
+    query = {"api-version": "2019-08-01", "resource": "https://management.azure.com", **params}
+    headers = {"X-IDENTITY-HEADER": standins.identity.header} if headers is None else headers
+    return requests.get(standins.identity.endpoint, params=query, headers=headers, timeout=5)
+
+
+def test_identity_endpoint_answers_like_app_service(standins):
+    standins.latency = 0.5  # a remote round trip; the identity endpoint is on the host itself
+    started = time.monotonic()
+    ok = identity_get(standins)
+    assert time.monotonic() - started < 0.4
+    assert ok.status_code == 200
+    body = ok.json()
+    assert set(body) == {"access_token", "expires_on", "resource", "token_type", "client_id"}
+    assert isinstance(body["expires_on"], str) and int(body["expires_on"]) > time.time() + 3600
+    assert (body["resource"], body["token_type"]) == ("https://management.azure.com", "Bearer")
+    assert body["client_id"] == standins.identity.system_client_id
+    payload = body["access_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["oid"] == standins.identity.system_object_id
+    assert claims["aud"] == "https://management.azure.com"
+    assert claims["tid"] == standins.azureml.tenant_id
+
+    assert identity_get(standins, headers={}).status_code == 401
+    assert identity_get(standins, headers={"X-IDENTITY-HEADER": "guessed"}).status_code == 401
+    assert identity_get(standins, **{"api-version": "2017-09-01"}).status_code == 400
+    assert identity_get(standins, resource="").status_code == 400
+    unknown = identity_get(standins, client_id="0badc0de-0000-4000-8000-000000000000")
+    assert unknown.status_code == 400
+    assert unknown.json()["message"] == "Unable to load the proper Managed Identity."
+    user = identity_get(standins, client_id=standins.identity.user_assigned[0])
+    assert user.json()["client_id"] == standins.identity.user_assigned[0]
+    assert [r.status for r in standins.records(service="identity")] == [200, 401, 401, 400, 400, 400, 200]
+    assert standins.identity.endpoint.startswith("http://127.0.0.1:")
+    assert "127.0.0.1" in standins.env["NO_PROXY"].split(",")  # reached directly, not through the proxy
+
+
+def test_managed_identity_credential_gets_tokens_arm_accepts(standins, monkeypatch):
+    from azure.identity import ManagedIdentityCredential
+
+    for name, value in standins.identity_env.items():
+        monkeypatch.setenv(name, value)
+    url = f"https://management.azure.com{standins.azureml.workspace_arm_id}?api-version=2024-10-01"
+    system = ManagedIdentityCredential().get_token("https://management.azure.com/.default")
+    user = ManagedIdentityCredential(client_id=standins.identity.user_assigned[0]).get_token(
+        "https://management.azure.com/.default"
+    )
+    for token in (system, user):
+        headers = {"Authorization": f"Bearer {token.token}"}
+        assert requests.get(url, headers=headers, timeout=5).status_code == 200
+    assert standins.count(service="identity", status=200) == 2
+    # No CONNECT for the identity endpoint: it is reached directly.
+    assert standins.proxy.connects == ["management.azure.com:443"] * 2
+
+    standins.azureml.revoke_tokens()
+    revoked = requests.get(url, headers={"Authorization": f"Bearer {system.token}"}, timeout=5)
+    assert revoked.status_code == 401
+
+
+def test_arm_refuses_a_token_for_another_resource(standins, monkeypatch):
+    from azure.identity import ManagedIdentityCredential
+
+    for name, value in standins.identity_env.items():
+        monkeypatch.setenv(name, value)
+    vault = ManagedIdentityCredential().get_token("https://vault.azure.net/.default")
+    url = f"https://management.azure.com{standins.azureml.workspace_arm_id}?api-version=2024-10-01"
+    answer = requests.get(url, headers={"Authorization": f"Bearer {vault.token}"}, timeout=5)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "InvalidAuthenticationTokenAudience"
+
+
+def test_arm_write_bucket_throttles_writes_per_principal(standins, monkeypatch):
+    from azure.identity import ManagedIdentityCredential
+
+    a = standins.azureml
+    for name in ("ci-1", "ci-2", "ci-3", "ci-4"):
+        a.seed(name)
+    standins.enforce_write_bucket(capacity=3, refill_per_second=0.5)
+    ws = make_workspace(standins)
+    sp = ws._auth.get_authentication_header()
+    stop = f"https://management.azure.com{a.workspace_arm_id}/computes/{{}}/stop?api-version=2024-10-01"
+
+    answers = [requests.post(stop.format(n), headers=sp, timeout=5) for n in ("ci-1", "ci-2", "ci-1", "ci-3")]
+    assert [r.status_code for r in answers] == [202, 202, 409, 429]  # a refused write is a write too
+    remaining = [r.headers["x-ms-ratelimit-remaining-subscription-writes"] for r in answers]
+    assert remaining == ["2", "1", "0", "0"]
+    assert answers[3].headers["Retry-After"] == "2"
+    assert answers[3].json()["error"]["code"] == "SubscriptionRequestsThrottled"
+    assert a.instance("ci-3") == "Running"
+    computes = f"https://management.azure.com{a.workspace_arm_id}/computes?api-version=2024-10-01"
+    assert requests.get(computes, headers=sp, timeout=5).status_code == 200  # reads are not writes
+
+    for name, value in standins.identity_env.items():  # another principal has a bucket of its own
+        monkeypatch.setenv(name, value)
+    mi = ManagedIdentityCredential().get_token("https://management.azure.com/.default")
+    other = requests.post(stop.format("ci-3"), headers={"Authorization": f"Bearer {mi.token}"}, timeout=5)
+    assert other.status_code == 202
+
+    standins.reset()  # off again
+    a.seed("ci-4")
+    assert requests.post(stop.format("ci-4"), headers=sp, timeout=5).status_code == 202
+
+
+def test_connection_cost_is_paid_once_per_connection_and_connections_are_counted(standins):
+    url = f"https://{standins.azureml.regional_host}/discovery"
+    standins.connection_cost = 0.3
+    with requests.Session() as session:
+        started = time.monotonic()
+        session.get(url, timeout=5)
+        first = time.monotonic() - started
+        started = time.monotonic()
+        session.get(url, timeout=5)
+        again = time.monotonic() - started
+    assert first >= 0.3 > again  # the second request reuses the connection
+    assert standins.connections == 1
+    requests.get(url, timeout=5)  # no session: a new connection
+    assert standins.connections == 2
+    standins.reset()
+    assert (standins.connections, standins.connection_cost) == (0, 0.0)
+
+
+def test_loopback_servers_set_tcp_nodelay_and_a_normal_backlog():
+    from loopback.proxy import ConnectProxy
+    from loopback.server import StandInServer
+    from loopback.table_gate import TableGate
+
+    assert StandInServer.request_queue_size == ConnectProxy.request_queue_size == 128
+    assert TableGate.request_queue_size == 128
+    proxy = ConnectProxy(("127.0.0.1", 9))  # never started: accept by hand
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5):
+            accepted, _ = proxy.get_request()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert proxy.accepted == 1
+    finally:
+        proxy.server_close()
+
+
+def test_children_are_cleaned_of_the_identity_variables_too(standins):
+    from loopback.stack import environ_without_routing
+
+    assert set(standins.identity_env) == {"IDENTITY_ENDPOINT", "IDENTITY_HEADER"}
+    assert environ_without_routing({**standins.identity_env, "PATH": "/bin"}) == {"PATH": "/bin"}
