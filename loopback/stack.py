@@ -72,6 +72,7 @@ class StandIns:
         self.azureml.accept_tokens_from(self.identity)
         self._connection_cost = connection_cost
         self.acs = AcsStandIn(traffic=self.traffic, aad=self.azureml.aad)
+        self.acs.accept_tokens_from(self.identity)  # the managed identity mails too
         self.ca: LoopbackCA | None = None
         self.server: StandInServer | None = None
         self.proxy: ConnectProxy | None = None

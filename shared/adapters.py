@@ -9,7 +9,10 @@ from .ports import CancelLedger, ComputeWorkspace, Mailer
 from .settings import Settings
 
 SP_SETTINGS = ("tenant_id", "service_principal_id", "service_principal_password")
-ACS_SETTINGS = ("acs_endpoint", "the Function App's managed identity and its role on the Communication Services resource")
+ACS_SETTINGS = (
+    "acs_endpoint",
+    "the Function App's managed identity and its role on the Communication Services resource",
+)
 MI_SETTINGS = (
     "managed_identity_client_id",
     "the Function App's managed identity and its role on the workspace",
@@ -63,7 +66,9 @@ class AdapterFactory:
             from .acs_mailer import AcsMailer
 
             hint = SP_SETTINGS if s.uses_service_principal else ACS_SETTINGS
-            return AcsMailer(a.acs_endpoint, self.credential(), s.from_email, s.from_name, credential_settings=hint)
+            return AcsMailer(
+                a.acs_endpoint, self.credential(), s.from_email, s.from_name, credential_settings=hint
+            )
         if a.acs_connection_string:
             from .acs_mailer import AcsMailer
 

@@ -20,10 +20,14 @@ def azure_credential(
     `managed_identity_client_id`); elsewhere DefaultAzureCredential, so that `az login` works locally."""
     from azure.identity import ClientSecretCredential, DefaultAzureCredential, ManagedIdentityCredential
 
+    # retry_total=0: shared.retry.RetryPolicy is the only retry layer (azure-core would retry a token
+    # service 5xx 3-4 times, about 5 s, underneath it).
     if principal is not None:
-        return ClientSecretCredential(principal.tenant_id, principal.client_id, principal.secret)
+        return ClientSecretCredential(
+            principal.tenant_id, principal.client_id, principal.secret, retry_total=0
+        )
     if in_azure:
         if managed_identity_client_id:
-            return ManagedIdentityCredential(client_id=managed_identity_client_id)
-        return ManagedIdentityCredential()
-    return DefaultAzureCredential(managed_identity_client_id=managed_identity_client_id)
+            return ManagedIdentityCredential(client_id=managed_identity_client_id, retry_total=0)
+        return ManagedIdentityCredential(retry_total=0)
+    return DefaultAzureCredential(managed_identity_client_id=managed_identity_client_id, retry_total=0)
