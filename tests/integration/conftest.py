@@ -90,8 +90,9 @@ class Wire:
     SWEEP_AT = datetime(2026, 11, 24, 19, 0, 1, tzinfo=UTC)
     CANCEL_URL = "https://autoshutdown.example.net/api/CancelShutDown?code=wire-function-key"
 
-    def __init__(self, standins, azurite, monkeypatch):
+    def __init__(self, standins, azurite, monkeypatch, compute_api: str = "azureml-core"):
         self.standins, self.azurite, self.monkeypatch = standins, azurite, monkeypatch
+        self.compute_api = compute_api
         self.now = self.MAIL_AT
         self.slept: list[float] = []
         self._skipped = 0.0
@@ -101,6 +102,7 @@ class Wire:
             **standins.app_settings(),
             "AzureWebJobsStorage": azurite.connection_string,
             "func_cancel_shutdown": self.CANCEL_URL,
+            "compute_api": compute_api,
         }
         monkeypatch.delenv("TZ", raising=False)
         self.configure()
@@ -160,6 +162,11 @@ class Wire:
         req = func.HttpRequest(method, link, headers=headers, params=params, body=body)
         return importlib.import_module("CancelShutDown").main(req)
 
+    @property
+    def list_service(self) -> str:
+        """Where the compute list is served: azureml-core reads the regional API, the ARM client ARM."""
+        return "arm" if self.compute_api == "arm" else "azureml"
+
     # what the world looks like
     def mails(self) -> list[dict]:
         return list(self.standins.sendgrid.outbox)
@@ -185,9 +192,10 @@ class Wire:
         return list(service.query_entities("cishutdown"))
 
 
-@pytest.fixture
-def wire(standins, azurite, monkeypatch):
-    wired = Wire(standins, azurite, monkeypatch)
+@pytest.fixture(params=["azureml-core", "arm"])
+def wire(standins, azurite, monkeypatch, request):
+    """Every test of the compute path runs with both compute clients: azureml-core and ARM REST."""
+    wired = Wire(standins, azurite, monkeypatch, compute_api=request.param)
     yield wired
     for gate in wired.gates:
         gate.stop()

@@ -62,7 +62,7 @@ def test_throttled_stop_honours_retry_after_then_succeeds(wire):
 def test_throttled_listing_is_retried(wire):
     seed(wire.standins.azureml, "ci-a")
     wire.standins.add_fault(
-        "azureml", "GET", r"/computes$", status=429, headers={"Retry-After": "1"}, times=1
+        wire.list_service, "GET", r"/computes$", status=429, headers={"Retry-After": "1"}, times=1
     )
     wire.sweep()
     assert wire.standins.stopped_names() == ["ci-a"]

@@ -89,7 +89,7 @@ def test_every_instance_over_several_pages(wire):
     aml.seed("ci-idle", "Stopped")
     wire.configure(notify_instance_owner="true")
     wire.mail()
-    pages = wire.standins.records(service="azureml", method="GET", path_regex=r"/computes$")
+    pages = wire.standins.records(service=wire.list_service, method="GET", path_regex=r"/computes$")
     assert len(pages) == 3  # 12 computes, 4 per page, nextLink followed
     assert len(wire.mails()) == 12  # the team + 11 owners, one mail each
     (team,) = wire.standins.sendgrid.mails_to("ml-team@contoso.com")

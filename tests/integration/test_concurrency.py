@@ -42,7 +42,7 @@ def test_a_keep_that_lands_after_the_sweep_read_the_keeps_is_told_the_truth(wire
     aml.seed("ci-bob", "Running")
     wire.mail()
     link = wire.link("ci-alice")
-    wire.standins.add_fault("azureml", "GET", r"/computes$", delay=1.0)  # a slow listing
+    wire.standins.add_fault(wire.list_service, "GET", r"/computes$", delay=1.0)  # a slow listing
     sweeper = threading.Thread(target=wire.sweep)
     sweeper.start()
     deadline = time.monotonic() + 15

@@ -466,6 +466,8 @@ def test_the_module_needs_neither_azure_cosmosdb_nor_azureml():
 
 
 # ------------------------------------------------------- the app, switched between the two forms
+# A storage test: its static token stands in for the app's identity towards Table Storage only.
+@pytest.mark.parametrize("wire", ["azureml-core"], indirect=True)
 def test_the_app_on_identity_based_storage_and_switched_back_and_forth_loses_nothing(
     wire, azurite_oauth, monkeypatch, tmp_path
 ):

@@ -4,6 +4,8 @@ import logging
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from shared import app
 from shared.settings import load_settings
 
@@ -35,6 +37,7 @@ def test_a_whole_evening_at_debug_level_logs_no_secret_and_no_token(wire, caplog
     assert [s for s in secrets if s in logged] == []
 
 
+@pytest.mark.parametrize("wire", ["azureml-core"], indirect=True)  # arm: test_managed_identity_evening.py
 def test_managed_identity_is_used_without_service_principal_settings(wire):
     wire.configure(service_principal_id=None, service_principal_password=None)
     auth = app.bootstrap(load_settings()).workspace._auth()
