@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import Enum
 
 # Azure ML naming rules: compute names 3-24 chars, letter first; workspaces 3-33 chars.
@@ -135,6 +135,15 @@ class NightRecord:
         merged = tuple(dict.fromkeys((*self.done, *done)))
         state = "waiting" if waiting else "incomplete" if failures else "done"
         return replace(self, state=state, done=merged, failures=failures)
+
+    def takeover(self, now: datetime, lease: timedelta) -> NightRecord | None:
+        """What a tick writes (over this version) to take the night over; None if it is finished, or
+        another tick's lease still runs."""
+        if self.finished or (self.state == "running" and self.lease_until > now):
+            return None
+        return NightRecord(
+            self.night_key, self.kind, "running", now + lease, self.done, self.kept, self.failures
+        )
 
     def with_kept(self, kept: tuple[str, ...]) -> NightRecord:
         return replace(self, kept=kept)

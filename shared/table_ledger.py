@@ -128,11 +128,9 @@ class TableCancelLedger:
         except AzureException as error:
             raise _translate(error, f"claiming the {kind} run") from error
         current = self.night_record(night, kind)
-        if current is None or current.finished or (current.state == "running" and current.lease_until > now):
+        taken = current and current.takeover(now, lease)
+        if taken is None:
             return None  # done, or another tick is on it
-        taken = NightRecord(
-            night.key, kind, "running", now + lease, current.done, current.kept, current.failures
-        )
         try:
             return self._update(taken, current.version)
         except LostClaimError:

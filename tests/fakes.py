@@ -156,12 +156,14 @@ class FakeLedger:
         with self._lock:
             self._call()
             current = self.nights.get((night.key, kind))
-            if current and (current.finished or (current.state == "running" and current.lease_until > now)):
-                return None
-            base = current or NightRecord(night.key, kind, "running", now)
-            claimed = replace(
-                base, state="running", lease_until=now + lease, version=str(next(self._versions))
+            base = (
+                current.takeover(now, lease)
+                if current
+                else NightRecord(night.key, kind, "running", now + lease)
             )
+            if base is None:
+                return None
+            claimed = replace(base, version=str(next(self._versions)))
             self.nights[(night.key, kind)] = claimed
             return claimed
 

@@ -68,6 +68,18 @@ def azurite_session():
         az.cleanup()
 
 
+@pytest.fixture(scope="session")
+def azurite_oauth():
+    """A second Azurite, over HTTPS (its own test CA) with `--oauth basic`: bearer tokens for
+    identity-based storage, and Shared Key."""
+    az = Azurite(oauth=True)
+    try:
+        az.start()
+        yield az
+    finally:
+        az.cleanup()
+
+
 @pytest.fixture
 def azurite(azurite_session):
     azurite_session.start()  # no-op when running

@@ -27,7 +27,6 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.cosmosdb.table.common.retry import no_retry
 from azure.cosmosdb.table.tableservice import TableService
 
-from loopback import Azurite
 from loopback.table_gate import TableGate
 from shared import data_tables_ledger
 from shared.data_tables_ledger import DataTablesLedger
@@ -79,17 +78,6 @@ class NoIdentity:
 
 
 # --------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def azurite_oauth():
-    """Azurite over HTTPS (its own test CA) with `--oauth basic`: bearer tokens and Shared Key."""
-    az = Azurite(oauth=True)
-    try:
-        az.start()
-        yield az
-    finally:
-        az.cleanup()
-
-
 @pytest.fixture
 def identity_storage(azurite_oauth, monkeypatch):
     """Trust Azurite's CA for this test (the integration session may point these at the stand-ins')."""

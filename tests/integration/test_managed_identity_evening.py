@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from loopback import Azurite
-
 NO_CREDENTIALS = {
     "service_principal_id": None,
     "service_principal_password": None,
@@ -17,16 +15,6 @@ NO_CREDENTIALS = {
     "AzureWebJobsStorage": None,
     "compute_api": "arm",
 }
-
-
-@pytest.fixture(scope="module")
-def azurite_oauth():
-    az = Azurite(oauth=True)
-    try:
-        az.start()
-        yield az
-    finally:
-        az.cleanup()
 
 
 @pytest.mark.parametrize("wire", ["arm"], indirect=True)
