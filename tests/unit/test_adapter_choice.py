@@ -100,3 +100,44 @@ def test_the_stop_budget_is_what_functiontimeout_leaves(tmp_path, timeout, budge
 
 def test_the_deployed_host_json_gives_the_sweep_eight_minutes():
     assert host_config.stop_budget() == 480.0
+
+
+MODERN = {
+    "compute_api": "arm",
+    "AzureWebJobsStorage": "",
+    "AzureWebJobsStorage__accountName": "mlshutdownstore",
+    "SENDGRID_API_KEY": "",
+    "acs_endpoint": "https://acs-mail.communication.azure.com",
+    "service_principal_id": "",
+    "service_principal_password": "",
+    "tenant_id": "",
+    "IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi/token",
+    "IDENTITY_HEADER": "h",
+}
+
+
+def test_a_deployment_on_the_modern_adapters_never_imports_the_old_sdks():
+    """Build every adapter the way a run does, in a fresh process, and list the SDKs it imported."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys\n"
+        "from shared import app\n"
+        "the_app = app.bootstrap()\n"
+        "built = [type(the_app.workspace).__name__, type(the_app.ledger).__name__, type(the_app.mailer).__name__]\n"
+        "old = [m for m in ('azureml', 'azure.cosmosdb', 'sendgrid') if any(n == m or n.startswith(m + '.') for n in sys.modules)]\n"
+        "print(built, old)\n"
+    )
+    env = {
+        **os.environ,
+        **environ(**{k: v for k, v in MODERN.items() if v}),
+        **{k: "" for k, v in MODERN.items() if not v},
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout.strip() == "['ArmWorkspace', 'DataTablesLedger', 'AcsMailer'] []"
