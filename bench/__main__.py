@@ -11,9 +11,14 @@ window, inside the mail's warning window, or outside every window. Each night's 
 claimed in the ledger, so every run gets a table of its own (created beforehand, as it exists after the
 first night in Azure).
 
+The sweeps run once with each compute client the App Setting `compute_api` chooses (`azureml-core`,
+`arm`), in the same run and against the same stand-ins; the bucket case runs the ARM client against a
+stand-in that enforces ARM's write bucket.
+
     python -m bench            # the full table -> docs/benchmarks.md
     python -m bench --quick    # small N, one run each, printed only: a smoke test of the bench itself
-    python -m bench --cases sweep --sweep 300    # one case again, printed only
+    python -m bench --cases sweep --sweep 300 --api arm    # one case again, printed only
+    python -m bench --cases bucket --bucket 5000           # the write-bucket case alone
 """
 
 from __future__ import annotations
@@ -37,21 +42,40 @@ from azure.cosmosdb.table.tableservice import TableService
 from loopback import Azurite, StandIns
 from loopback.stack import environ_without_routing
 from loopback.table_gate import TableGate
+from shared.arm_pacing import ARM_WRITE_CAPACITY, ARM_WRITES_PER_SECOND, WRITE_HEADROOM
 from shared.domain import Night
+from shared.host_config import function_timeout, stop_budget
 from shared.settings import Settings
 from shared.shutdown_calendar import ShutdownCalendar
 from shared.table_ledger import TableCancelLedger
 
+from .child import WRITE_RATE
+from .notes import INTRO, notes
 from .pages import measure_pages
 from .report import Row, render
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY = 0.05
+# What a new TLS connection costs on top (TCP + TLS handshakes to an Azure front door nearby): charged by
+# the stand-ins for every connection a client opens, so that not reusing connections is not free.
+CONNECTION_COST = 0.02
 MAX_PARALLEL = 16
 ZONE = "Europe/Berlin"
-# Before the listing: Azure AD discovery and token, the subscription check, the workspace, the discovery
-# document. Everything else a run sends is counted by kind.
+COMPUTE_APIS = ("azureml-core", "arm")
+# azureml-core, before the listing: Azure AD discovery and token, the subscription check, the workspace,
+# the discovery document. Everything else a run sends is counted by kind.
 FIXED = 5
+# The ARM client's targets allow 3 calls besides the listing pages and one per stop (it sends 2: Azure
+# AD's discovery and the token; 1 with the managed identity).
+ARM_FIXED = 3
+# The ARM client's own bucket (shared/arm_pacing.py): ARM's 200 less the 20 it keeps in reserve.
+CLIENT_BUCKET = ARM_WRITE_CAPACITY - WRITE_HEADROOM
+# The bucket case: a stand-in bucket of ARM's capacity whose refill is sped up to this many writes per
+# second (ARM: 10), and the client's pacing with it, so that 5,000 stops take minutes, not 8. Not faster:
+# while the whole fleet is listed again (about 5 s for 5,000 instances, 50 pages), a bucket refilled
+# faster than 180 / 5 s = 36/s would fill up and waste writes, which ARM's real 10/s never does.
+BUCKET_RATE = 30.0
+SP_SETTINGS = ("tenant_id", "service_principal_id", "service_principal_password")
 SWEEP_TABLE = "read of the night's record, claim (insert), keeps query, 2 saves: keeps honoured, progress"
 MAIL_TABLE = "read of the night's record, claim (insert), 1 save"
 _LIST = re.compile(r"/computes$")
@@ -75,31 +99,39 @@ class Bench:
             "max_parallel": str(MAX_PARALLEL),
         }
         self._tables = itertools.count(1)
+        self.errors: list[str] = []  # of the runs that failed, for the notes
 
     # ------------------------------------------------------------------------------ plumbing
-    def child(self, what: str, **settings: str) -> dict:
+    def child(self, what: str, managed_identity: bool = False, **settings: str) -> dict:
+        """`what` in a fresh process. `managed_identity`: no service principal settings; the app signs
+        in as the Function App's managed identity (the stand-in's endpoint, as App Service sets it)."""
         env = environ_without_routing(os.environ)
         env.pop("TZ", None)  # the host's timers tick in UTC; the app keeps the calendar in time_zone
         env.update(self.standins.env)
         env.update({**self.settings, **settings})
+        if managed_identity:
+            for name in SP_SETTINGS:
+                env.pop(name, None)
+            env.update(self.standins.identity_env)
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "bench.child", what],
             cwd=ROOT,
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=900,
         )
         if done.returncode != 0:
             raise RuntimeError(f"bench.child {what} failed:\n{done.stderr[-3000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     def fleet(self, n: int, owners: int = 0) -> None:
-        self.standins.reset()
+        self.standins.reset()  # also: no write bucket, no connection cost, connection count 0
         for i in range(n):
             owner = f"owner{i % owners:02d}@contoso.com" if owners else "alice@contoso.com"
             self.standins.azureml.seed(f"ci-{i:04d}", "Running", created_by=owner)
         self.standins.latency = LATENCY
+        self.standins.connection_cost = CONNECTION_COST
 
     def ledger(self) -> str:
         """A table of its own for one run: a night's runs are claimed there, so a second run of the same
@@ -141,54 +173,152 @@ class Bench:
         return [r for r in self.standins.log if r.service != "table"]
 
     # ------------------------------------------------------------------------------ cases
-    def sweep(self, n: int) -> Row:
+    def sweep(self, n: int, api: str) -> Row:
+        """ComputeShutdown over `n` running instances with the compute client `api`."""
+        arm = api == "arm"
         per_listing = math.ceil(n / self.standins.azureml.page_size)
+        floor = client_floor(n, ARM_WRITES_PER_SECOND)
+        runs = 1 if arm and floor > 30 else self.repeats  # paced runs are long, and all alike
         walls, rss, calls, tables, in_flight, relists, over = [], [], [], [], [], [], []
+        stopped, connections, cpu, errors = [], [], [], []
         again: tuple[int, int] | None = None
-        for _ in range(self.repeats):
+        for _ in range(runs):
             table = self.ledger()
             self.fleet(n)
-            settings = {**self.window("sweep"), "cancel_table": table}
+            settings = {**self.window("sweep"), "cancel_table": table, "compute_api": api}
             night = self.calendar(settings).sweep_due(datetime.now(UTC))
             result = self.child("sweep", **settings)
-            stopped = self.standins.stopped_names()
-            assert len(stopped) == n, f"the sweep stopped {len(stopped)} of {n}"
-            record = self.night_record(table, night, "sweep")
-            assert record is not None and record.state == "done" and len(record.done) == n, record
             remote = self.remote()
             pages = [r for r in remote if r.method == "GET" and _LIST.search(r.path)]
             listings = sum(1 for r in pages if "$skipToken" not in r.query)
             assert len(pages) == per_listing * listings, (len(pages), per_listing, listings)
             reads = sum(1 for r in remote if r.method == "GET" and _READ.search(r.path))
             posts = sum(1 for r in remote if r.method == "POST" and _STOP.search(r.path))
-            assert reads == posts == n, f"{reads} reads and {posts} stops for {n} instances"
+            stopped.append(len(self.standins.stopped_names()))
+            if result["error"] is None:
+                assert stopped[-1] == n, f"the sweep stopped {stopped[-1]} of {n} and did not fail"
+                record = self.night_record(table, night, "sweep")
+                assert record is not None and record.state == "done" and len(record.done) == n, record
+                assert posts == n and reads == (0 if arm else n), f"{reads} reads, {posts} stops for {n}"
+            else:
+                errors.append(result["error"])
+                self.errors.append(result["error"])
             walls.append(result["wall"])
             rss.append(result["rss_mb"])
             calls.append(len(remote))
+            connections.append(self.standins.connections)
+            cpu.append(result["cpu"] * 1000 / max(1, len(remote)))
             relists.append(listings - 1)
-            over.append(len(remote) - (2 * n + per_listing * listings + FIXED))
+            # The issue's bound for `arm` has no room for relists; azureml-core's counts them.
+            bound = n + per_listing + ARM_FIXED if arm else 2 * n + per_listing * listings + FIXED
+            over.append(len(remote) - bound)
             tables.append(self.standins.count("table"))
             in_flight.append(self.standins.max_in_flight("arm", "POST", _STOP.pattern))
-            if again is None:  # the next tick of the same night: it reads the finished record, nothing else
+            if again is None and result["error"] is None:  # the next tick of the same night: one read
                 self.standins.traffic.clear_log()
                 self.child("sweep", **settings)
                 again = (self.standins.count("table"), len(self.remote()))
         worst = max(range(len(calls)), key=lambda i: over[i])
         next_table, next_remote = again or (-1, -1)
-        bound = 2 * n + per_listing * (1 + relists[worst]) + FIXED
         checks = {
-            f"wall <= {5 if n <= 300 else 15} s": statistics.median(walls) <= (5 if n <= 300 else 15),
-            f"calls <= 2N + {per_listing}·(1 + relists) + {FIXED}; relists {'/'.join(map(str, relists))}: "
-            f"{calls[worst]} <= {bound}": max(over) <= 0,
-            f"Table calls = 5 ({SWEEP_TABLE}): {'/'.join(map(str, tables))}": set(tables) == {5},
-            f"next tick of that night: 1 Table read, 0 remote calls: {next_table}, {next_remote}": again
-            == (1, 0),
-            f"stops in flight <= max_parallel ({MAX_PARALLEL}): {max(in_flight)}": max(in_flight)
-            <= MAX_PARALLEL,
+            f"every instance stopped, the run succeeded: {'/'.join(map(str, stopped))} of {n}"
+            + (f" ({_short(errors[0])})" if errors else ""): not errors and set(stopped) == {n},
         }
-        if n >= 1000:
-            checks["peak RSS <= 250 MB"] = max(rss) <= 250
-        return Row(f"ComputeShutdown, {n} running", n, walls, max(calls), max(rss), checks)
+        if arm:
+            wall_target, bound = (2.0 if n <= 300 else 5.0), n + per_listing + ARM_FIXED
+            checks[f"wall <= {wall_target:.1f} s"] = statistics.median(walls) <= wall_target
+            if n <= 300:
+                checks[f"calls <= N + ⌈N/page⌉ + {ARM_FIXED} = {bound}: {calls[worst]}"] = max(over) <= 0
+            else:
+                checks[f"calls / instance <= 1.1: {max(calls) / n:.2f}"] = max(calls) <= 1.1 * n
+                checks[f"connections <= max_parallel + 2 = {MAX_PARALLEL + 2}: {max(connections)}"] = (
+                    max(connections) <= MAX_PARALLEL + 2
+                )
+                checks[f"peak RSS <= 80 MB: {max(rss):.0f} MB"] = max(rss) <= 80
+        else:
+            wall_target = 5 if n <= 300 else 15
+            bound = 2 * n + per_listing * (1 + relists[worst]) + FIXED
+            checks[f"wall <= {wall_target} s"] = statistics.median(walls) <= wall_target
+            checks[f"calls <= 2N + {per_listing}·(1 + relists) + {FIXED}: {calls[worst]} <= {bound}"] = (
+                max(over) <= 0
+            )
+            if n >= 1000:
+                checks[f"peak RSS <= 250 MB: {max(rss):.0f} MB"] = max(rss) <= 250
+        checks[f"Table calls = 5 ({SWEEP_TABLE}): {'/'.join(map(str, tables))}"] = set(tables) == {5}
+        if again is not None:
+            checks[f"next tick of that night: 1 Table read, 0 remote calls: {next_table}, {next_remote}"] = (
+                again == (1, 0)
+            )
+        checks[f"stops in flight <= max_parallel ({MAX_PARALLEL}): {max(in_flight)}"] = (
+            max(in_flight) <= MAX_PARALLEL
+        )
+        info = f"relists {'/'.join(map(str, relists))}"
+        if arm:
+            info += (
+                f"; ARM's write bucket alone takes (N - {CLIENT_BUCKET}) / {ARM_WRITES_PER_SECOND:g} = "
+                f"{floor:.1f} s for N stops; {runs} run{'s' if runs > 1 else ''}"
+            )
+        return Row(
+            f"ComputeShutdown, {n} running, `compute_api={api}`",
+            n,
+            walls,
+            max(calls),
+            max(rss),
+            checks,
+            connections=max(connections),
+            cpu_ms_per_call=statistics.median(cpu),
+            info=info,
+            incomplete=bool(errors),
+        )
+
+    def bucket(self, n: int, rate: float) -> Row:
+        """`n` stops with the ARM client against ARM's write bucket (capacity 200), refilled at `rate`
+        writes/s, the client's pacing at the same rate; signed in as the managed identity."""
+        table = self.ledger()
+        self.fleet(n)
+        self.standins.enforce_write_bucket(ARM_WRITE_CAPACITY, rate)
+        settings = {**self.window("sweep"), "cancel_table": table, "compute_api": "arm"}
+        result = self.child("sweep", managed_identity=True, **settings, **{WRITE_RATE: f"{rate:g}"})
+        remote = self.remote()
+        stopped = len(self.standins.stopped_names())
+        throttled = self.standins.count("arm", "POST", _STOP.pattern, status=429)
+        signed_in = self.standins.count("identity") + self.standins.count("aad")
+        listings = sum(1 for r in remote if _LIST.search(r.path) and "$skipToken" not in r.query)
+        floor = bucket_floor(n, ARM_WRITE_CAPACITY, rate)
+        error = result["error"]
+        if error:
+            self.errors.append(error)
+        checks = {
+            f"every instance stopped in one run: {stopped} of {n}"
+            + (f" ({_short(error)})" if error else ""): (stopped == n and error is None),
+            f"0 × 429 received: {throttled}": throttled == 0,
+            f"wall <= 1.1 × the bucket's floor (N - {ARM_WRITE_CAPACITY}) / {rate:g} = {floor:.1f} s: "
+            f"<= {1.1 * floor:.1f} s": stopped == n and result["wall"] <= 1.1 * floor,
+        }
+        real = client_floor(n, ARM_WRITES_PER_SECOND)
+        budget = stop_budget()
+        info = (
+            f"stand-in bucket {ARM_WRITE_CAPACITY} writes + {rate:g}/s, client pacing {CLIENT_BUCKET} + "
+            f"{rate:g}/s: its floor {client_floor(n, rate):.1f} s; {listings - 1} relists; "
+            f"{signed_in} token request(s), managed identity; at ARM's real {ARM_WRITES_PER_SECOND:g}/s "
+            f"the client needs (N - {CLIENT_BUCKET}) / {ARM_WRITES_PER_SECOND:g} = {real:.0f} s of stops, "
+            f"the stop budget is {budget:.0f} s (functionTimeout {function_timeout() / 60:.0f} min - "
+            f"{function_timeout() - budget:.0f} s): "
+            + ("fits" if real <= budget else f"does NOT fit in one run (at most {max_stops(budget):,})")
+        )
+        return Row(
+            f"ComputeShutdown, {n} running, `compute_api=arm`, managed identity, against ARM's write bucket "
+            f"({ARM_WRITE_CAPACITY} writes, refilled at {rate:g}/s = {rate / ARM_WRITES_PER_SECOND:g} × ARM's)",
+            n,
+            [result["wall"]],
+            len(remote),
+            result["rss_mb"],
+            checks,
+            connections=self.standins.connections,
+            cpu_ms_per_call=result["cpu"] * 1000 / max(1, len(remote)),
+            info=info,
+            incomplete=stopped != n or error is not None,
+        )
 
     def mail(self, n: int, owners: int) -> Row:
         per_listing = math.ceil(n / self.standins.azureml.page_size)
@@ -199,6 +329,7 @@ class Bench:
             settings = {**self.window("mail"), "cancel_table": table, "notify_instance_owner": "true"}
             night = self.calendar(settings).mail_due(datetime.now(UTC))
             result = self.child("mail", **settings)
+            assert result["error"] is None, f"MailSender failed: {result['error']}"
             recipients = {
                 t["email"]
                 for m in self.standins.sendgrid.outbox
@@ -271,12 +402,59 @@ class Bench:
         checks = {"<= 150 ms beyond azure.functions": statistics.median(ms) <= 0.150, imported: not sdks}
         return Row(case, 1, ms, None, None, checks)
 
+    def load_adapter(self, api: str) -> Row:
+        """MailSender and ComputeShutdown loaded and the compute adapter built (its SDK imported, its
+        credential made; no remote call): what a run does before its first call, beyond the worker."""
+        results = [self.child("load-adapter", compute_api=api) for _ in range(max(5, self.repeats))]
+        ms = [r["ms"] / 1000 for r in results]
+        azureml = any("azureml" in r["sdks"] for r in results)
+        checks = {}
+        if api == "arm":
+            checks = {
+                "<= 150 ms beyond azure.functions": statistics.median(ms) <= 0.150,
+                "azureml-core not imported" + (" (found)" if azureml else ""): not azureml,
+            }
+        return Row(
+            f"Loading MailSender and ComputeShutdown and building the compute adapter, `compute_api={api}`, "
+            "in a fresh process",
+            1,
+            ms,
+            None,
+            None,
+            checks,
+            info=None if checks else f"azureml-core imported: {'yes' if azureml else 'no'}",
+        )
+
+
+def client_floor(n: int, rate: float) -> float:
+    """Seconds the ARM client's pacing alone needs for `n` stops: its bucket (ARM's capacity less the
+    headroom) goes at once, every further stop waits for a token at `rate` per second."""
+    return bucket_floor(n, CLIENT_BUCKET, rate)
+
+
+def bucket_floor(n: int, capacity: int, rate: float) -> float:
+    """Seconds before a bucket of `capacity` refilled at `rate`/s can have let `n` writes through."""
+    return max(0, n - capacity) / rate
+
+
+def max_stops(seconds: float, rate: float = ARM_WRITES_PER_SECOND) -> int:
+    """The most stops the ARM client's pacing lets through in `seconds`."""
+    return CLIENT_BUCKET + int(rate * seconds)
+
+
+def _short(error: str) -> str:
+    """A failed run's error, short: RunFailedError names every instance."""
+    many = re.match(r"(\w+): .*? failed for (\d+) item\(s\): ([^;]+)", error)
+    if many:
+        return f"{many.group(1)}: {many.group(2)} failed, the first: {many.group(3)}"
+    return error if len(error) <= 140 else error[:140] + " …"
+
 
 def _t(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-CASES = ("sweep", "mail", "idle", "load", "pages")
+CASES = ("sweep", "bucket", "mail", "idle", "load", "pages")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,6 +470,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sweep", type=int, action="append", help="sweep sizes instead of 300 and 1000")
     parser.add_argument(
+        "--api",
+        action="append",
+        choices=COMPUTE_APIS,
+        help="compute_api of the sweeps and loads (default: both)",
+    )
+    parser.add_argument("--bucket", type=int, default=None, help="instances of the bucket case (5000)")
+    parser.add_argument(
+        "--bucket-rate",
+        type=float,
+        default=BUCKET_RATE,
+        help=f"the bucket case's refill, writes/s (default {BUCKET_RATE:g}; ARM's: {ARM_WRITES_PER_SECOND:g})",
+    )
+    parser.add_argument(
         "--output", type=Path, default=None, help="default docs/benchmarks.md (--quick, --cases: none)"
     )
     args = parser.parse_args(argv)
@@ -299,21 +490,35 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(cases) - set(CASES):
         parser.error(f"unknown cases: {', '.join(sorted(unknown))} (choose from {', '.join(CASES)})")
     repeats = args.repeats or (1 if args.quick else 3)
-    partial = args.quick or args.sweep or set(cases) != set(CASES)
+    apis = tuple(args.api or COMPUTE_APIS)
+    partial = (
+        args.quick
+        or args.sweep
+        or args.bucket
+        or args.api
+        or args.bucket_rate != BUCKET_RATE
+        or set(cases) != set(CASES)
+    )
     output = args.output or (None if partial else ROOT / "docs" / "benchmarks.md")
-    sweeps, (mail_n, owners), samples = (
-        ((30, 120), (60, 6), 50) if args.quick else ((300, 1000), (300, 30), 300)
+    sweeps, bucket_n, (mail_n, owners), samples = (
+        ((30, 120), 1000, (60, 6), 50) if args.quick else ((300, 1000), 5000, (300, 30), 300)
     )
     sweeps = tuple(args.sweep or sweeps)
+    bucket_n = args.bucket or bucket_n
     rows: list[Row] = []
+    errors: list[str] = []
+    started = datetime.now(UTC)
     azurite = Azurite()
     with StandIns() as standins:
         try:
             azurite.start()
             with TableGate(azurite.port, standins.traffic) as gate:
                 bench = Bench(standins, gate, azurite, repeats)
+                errors = bench.errors
                 if "sweep" in cases:
-                    rows += [bench.sweep(n) for n in sweeps]
+                    rows += [bench.sweep(n, api) for n in sweeps for api in apis]
+                if "bucket" in cases:
+                    rows.append(bench.bucket(bucket_n, args.bucket_rate))
                 if "mail" in cases:
                     rows.append(bench.mail(mail_n, owners))
                 if "idle" in cases:
@@ -323,18 +528,23 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(
                         bench.load("load-timers", "Loading MailSender and ComputeShutdown in a fresh process")
                     )
+                    rows += [bench.load_adapter(api) for api in apis]
                 if "pages" in cases:
                     standins.latency = 0.0
+                    standins.connection_cost = 0.0
                     pages = {**bench.settings, **bench.window("idle"), "cancel_table": bench.ledger()}
-                    rows += measure_pages(pages, azurite.connection_string, samples=samples)
+                    rows += measure_pages(pages, azurite.connection_string, samples, standins.traffic)
         finally:
             azurite.cleanup()
+    minutes = (datetime.now(UTC) - started).total_seconds() / 60
     context = (
         f"{datetime.now(UTC):%Y-%m-%d}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{LATENCY * 1000:.0f} ms added to every remote call, max_parallel {MAX_PARALLEL}, "
-        f"time_zone {ZONE}, {repeats} run{'s' if repeats > 1 else ''} per case"
+        f"{LATENCY * 1000:.0f} ms added to every remote call, {CONNECTION_COST * 1000:.0f} ms to every new "
+        f"TLS connection, max_parallel {MAX_PARALLEL}, time_zone {ZONE}, "
+        f"{repeats} run{'s' if repeats > 1 else ''} per case unless a row says otherwise; "
+        f"the whole bench took {minutes:.1f} min"
     )
-    table = render(rows, context)
+    table = render(rows, context, INTRO, notes(args.bucket_rate, errors))
     print(table)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
