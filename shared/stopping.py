@@ -45,9 +45,13 @@ def stop_while_fresh(
                 if clock() > fresh_until:
                     return StopOutcome.STALE
                 tries_left[name] -= 1
-                return workspace.stop(name)
+                outcome = workspace.stop(name)
+                if outcome is StopOutcome.STALE:
+                    tries_left[name] += 1  # the adapter held it back (ARM's write bucket): never sent
+                return outcome
 
-            return replace(policy, attempts=tries_left[name]).call(attempt, f"stopping {name}", azure)
+            tries = max(1, tries_left[name])
+            return replace(policy, attempts=tries).call(attempt, f"stopping {name}", azure)
 
         remaining = budget if len(results) == 0 and pending == list(names) else max(0.0, deadline - clock())
         outcomes = run_bounded(pending, stop, max_parallel, remaining)

@@ -204,3 +204,21 @@ def test_a_re_listing_gives_a_failing_instance_no_new_tries():
         sweep(workspace, ledger, clock=lambda: now[0], max_parallel=1, budget=600)
     assert workspace.stop_calls.count("ci-alice") == 3  # NO_WAIT's three tries, across re-listings
     assert workspace.list_calls >= 2 and "ci-bob" in workspace.stopped
+
+
+def test_stops_an_adapter_holds_back_for_arms_write_bucket_are_no_tries():
+    workspace, ledger = FakeWorkspace(*(Instance(f"ci-{n}", "Running") for n in range(6))), FakeLedger()
+    now = [0.0]
+    held = {f"ci-{n}": 5 for n in range(6)}  # each is held back five times before its turn comes
+
+    def paced_stop(name, original=workspace.stop):
+        now[0] += 1
+        if held[name]:
+            held[name] -= 1
+            now[0] += FRESH_FOR  # waiting for its turn outlived the listing: list again
+            return StopOutcome.STALE
+        return original(name)
+
+    workspace.stop = paced_stop
+    report = sweep(workspace, ledger, clock=lambda: now[0], max_parallel=1, budget=10_000)
+    assert sorted(report.stopped) == [f"ci-{n}" for n in range(6)] and report.failures == {}
