@@ -102,8 +102,8 @@ Notes:
   reserve stay as shipped), so the floor is (N - {ARM_WRITE_CAPACITY}) / {bucket_rate:g}. The factor is
   kept small on purpose: the stand-in takes about 5 s to list 5,000 instances again (50 pages), and a
   bucket refilled faster than {client} tokens per 5 s ({client / 5:.0f}/s) fills up during a relist and
-  wastes writes, which ARM's real {rate:g}/s never does. In trial runs (with the tries problem below
-  patched out in a scratch copy) 100/s took 88 s for a floor of 48 s, 30/s 169 s for a floor of 160 s.
+  wastes writes, which ARM's real {rate:g}/s never does. In trial runs 100/s took 88 s for a floor of
+  48 s, 30/s 169 s for a floor of 160 s.
   Everything else (50 ms per call, 20 ms per connection, `max_parallel`, the 10 s freshness, the 4 tries)
   is unscaled. 0 × 429 shows that the pacing alone keeps the run under ARM's limit; its {WRITE_HEADROOM}-token
   reserve is {WRITE_HEADROOM / bucket_rate:.2f} s deep at {bucket_rate:g}/s ({WRITE_HEADROOM / rate:.0f} s at
