@@ -118,7 +118,8 @@ def _no_holiday(day: date) -> None:
 def _calendar(country: str, subdivision: str | None):
     import holidays  # only deployments that use the setting pay for the import
 
-    return holidays.country_holidays(country, subdiv=subdivision)
+    # English names in every log line and mail, whatever the machine's locale (LANG picks the default).
+    return holidays.country_holidays(country, subdiv=subdivision, language="en_US")
 
 
 def _items(value: str) -> list[str]:

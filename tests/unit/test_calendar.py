@@ -150,3 +150,10 @@ def test_shutdown_days(spec, days):
 def test_malformed_shutdown_days_are_refused(spec):
     with pytest.raises(ValueError):
         cal.shutdown_days(spec)
+
+
+def test_holiday_names_are_english_whatever_the_machines_locale(monkeypatch):
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    cal._calendar.cache_clear()  # built afresh under this locale
+    cal_ = calendar(holiday=cal.holiday_lookup(cal.holiday_codes("DE-BY")))
+    assert cal_.why_no_shutdown(date(2026, 1, 6)) == "2026-01-06 is a public holiday (Epiphany)"
