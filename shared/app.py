@@ -112,15 +112,17 @@ class App:
 
 
 def run_both(first: Callable[[], R], second: Callable[[], object]) -> R:
-    """Run both; re-raise the first's error (or the second's) once both have run."""
+    """Run both; once both have run, re-raise the first's error (or the second's)."""
     errors: list[Exception] = []
     result = None
-    for step in (first, second):
-        try:
-            outcome = step()
-            result = outcome if step is first else result
-        except Exception as error:
-            errors.append(error)
+    try:
+        result = first()
+    except Exception as error:
+        errors.append(error)
+    try:
+        second()
+    except Exception as error:
+        errors.append(error)
     if errors:
         raise errors[0]
     return result

@@ -24,6 +24,7 @@ from .domain import Cancellation, ClientInfo, Keep, Night
 from .errors import ExpiredLinkError, MethodNotAllowedError, OutOfTimeError
 from .fanout import call_with_budget
 from .links import CancelGrant, LinkSigner, check_grant, check_target, expired
+from .nightly import SWEEP
 from .ports import CancelLedger
 from .retry import INTERACTIVE, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 READ_METHODS = ("GET", "HEAD")
 ALLOWED_METHODS = (*READ_METHODS, "POST")
 CLICK_DEADLINE = 4.0  # seconds from the press of the button to the page, whatever the storage does
-SWEEP = "sweep"
 SWEEP_READ_POLL = 0.2  # a sweep that has claimed the night reads the keeps within milliseconds
 
 

@@ -10,19 +10,17 @@ time in between wins (the mark fails, the instance waits), and a click after the
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from .decisions import opt_outs
 from .domain import Keep, Night, NightRecord, StopOutcome
 from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
-from .nightly import LEASE, save_progress
+from .nightly import LEASE, SWEEP, save_progress
 from .ports import CancelLedger, ComputeWorkspace
 from .retry import Backpressure, RetryPolicy
 from .stopping import stop_while_fresh
 
 log = logging.getLogger(__name__)
-SWEEP = "sweep"
 
 
 def pending_delays(record: NightRecord, keeps: dict[str, Keep]) -> list[Keep]:
@@ -142,7 +140,3 @@ def _stop(marked: list[Keep], night, workspace, options, policy, clock, budget) 
         )
     )
     return results
-
-
-def due_now(record: NightRecord, keeps: dict[str, Keep], now: datetime) -> bool:
-    return any(keep.due(now) for keep in pending_delays(record, keeps))

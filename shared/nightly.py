@@ -12,6 +12,7 @@ from .retry import RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
 
 log = logging.getLogger(__name__)
+MAIL, SWEEP = "mail", "sweep"  # the kinds of night record: a night's mail run and its sweep
 LEASE = timedelta(minutes=11)  # longer than host.json's functionTimeout: a live run keeps its claim
 
 
@@ -49,7 +50,7 @@ def audit_missed(
     night = calendar.audit_due(now)
     if night is None:
         return
-    record = policy.call(lambda: ledger.night_record(night, "sweep"), "reading the night's sweep record")
+    record = policy.call(lambda: ledger.night_record(night, SWEEP), "reading the night's sweep record")
     if record is not None and record.finished:
         return
     record_missed(night, now, ledger, policy)
@@ -57,7 +58,7 @@ def audit_missed(
 
 def record_missed(night: Night, now: datetime, ledger: CancelLedger, policy: RetryPolicy) -> None:
     """Record the night missed and fail this run (once: a missed night is finished)."""
-    claimed = policy.call(lambda: ledger.claim(night, "sweep", now, LEASE), "claiming the missed night")
+    claimed = policy.call(lambda: ledger.claim(night, SWEEP, now, LEASE), "claiming the missed night")
     if claimed is None:
         return  # finished meanwhile, or a late sweep still holds it: a later tick looks again
     policy.call(lambda: ledger.save(claimed.missed()), "recording the missed night")

@@ -18,7 +18,7 @@ from .errors import CredentialsError, RunFailedError, traceback_if_bug
 from .fanout import run_bounded
 from .inventory import list_targets
 from .links import CancelGrant, LinkSigner, cancel_link
-from .nightly import claim_night, save_progress
+from .nightly import MAIL, claim_night, save_progress
 from .ports import CancelLedger, ComputeWorkspace, Mailer
 from .rendering import format_local, relative_day, render
 from .retry import BACKGROUND, Backpressure, RetryPolicy
@@ -26,7 +26,6 @@ from .shutdown_calendar import ShutdownCalendar
 
 log = logging.getLogger(__name__)
 SEND_BUDGET = 180.0
-MAIL = "mail"
 
 
 @dataclass(frozen=True)

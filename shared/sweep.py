@@ -21,7 +21,7 @@ from .delayed_stops import pending_delays, stop_delayed
 from .domain import Night, NightRecord, StopOutcome
 from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
-from .nightly import LEASE, audit_missed, record_missed, save_progress
+from .nightly import LEASE, SWEEP, audit_missed, record_missed, save_progress
 from .ports import CancelLedger, ComputeWorkspace
 from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
@@ -29,7 +29,6 @@ from .stopping import FRESH_FOR, stop_while_fresh
 from .sweep_report import SweepReport
 
 log = logging.getLogger(__name__)
-SWEEP = "sweep"
 STOP_BUDGET = 180.0  # Consumption's default timeout is 5 minutes; leave room for start-up and listing
 __all__ = ["FRESH_FOR", "SweepOptions", "SweepReport", "stop_unclaimed_instances"]
 
