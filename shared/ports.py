@@ -1,7 +1,8 @@
 """The three external services, each as the smallest interface the use cases need.
 
-Real adapters: AzureMLWorkspace (azureml_workspace.py), TableCancelLedger (table_ledger.py),
-SendGridMailer (sendgrid_mailer.py). Fakes with the same methods live in tests/fakes.py.
+Real adapters: AzureMLWorkspace (azureml_workspace.py) or ArmWorkspace (arm_workspace.py),
+ArmWorkspaceDirectory (arm_directory.py), TableCancelLedger (table_ledger.py) or DataTablesLedger,
+SendGridMailer (sendgrid_mailer.py) or AcsMailer. Fakes with the same methods live in tests/fakes.py.
 Every method raises only errors from shared.errors.
 """
 
@@ -22,6 +23,15 @@ class ComputeWorkspace(Protocol):
 
     def stop(self, name: str) -> StopOutcome:
         """Stop `name` if it is still Running; never stop an instance that is running a job."""
+        ...
+
+
+class WorkspaceDirectory(Protocol):
+    """ARM's listing of Azure ML workspaces, for `aml_workspaces` entries that end in `*`."""
+
+    def list_workspaces(self, subscription_id: str, resource_group: str | None = None) -> list[str]:
+        """The ARM ids of every Azure ML workspace the app's identity can see in the subscription (or in
+        one resource group of it), every page followed."""
         ...
 
 
