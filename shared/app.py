@@ -9,25 +9,30 @@ Tests call `bootstrap(settings, workspace=..., ledger=..., mailer=..., clock=...
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
 from . import redaction
 from .adapters import AdapterFactory
 from .cancellation import CancelRequest, CancelResult, keep_instance_tonight
+from .domain import WorkspaceTarget
+from .estate import Estate, Managed, Scope
+from .estate_sweep import sweep_estate
 from .host_config import stop_budget
-from .links import LinkSigner
-from .notices import MailOptions, NoticeReport, send_shutdown_notices
-from .ports import CancelLedger, ComputeWorkspace, Mailer
-from .reminders import ReminderOptions, send_reminders
+from .links import CancelGrant, LinkSigner, unmanaged
+from .notices import MailOptions, NoticeReport, WorkspaceNotice, send_notices
+from .ports import CancelLedger, ComputeWorkspace, Mailer, WorkspaceDirectory
+from .reminders import ReminderOptions, remind_everyone
 from .retry import BACKGROUND, INTERACTIVE, RetryPolicy
 from .settings import Settings, load_settings
 from .shutdown_calendar import ShutdownCalendar
-from .sweep import SweepOptions, SweepReport, stop_unclaimed_instances
+from .sweep import SweepOptions, SweepReport
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -53,22 +58,43 @@ def _no_secret_escapes(run: Callable[P, R]) -> Callable[P, R]:
 class App:
     """Settings turned into the use cases' explicit values, and the adapters, built when first needed."""
 
-    def __init__(self, settings: Settings, workspace, ledger, mailer, clock, sleep, monotonic):
+    def __init__(self, settings: Settings, adapters: dict[str, Callable], clock, sleep, monotonic):
         self.settings = settings
-        self.calendar = ShutdownCalendar(settings.target(), settings.calendar_rules())
+        self.estate = Estate(
+            Scope(e, settings.calendar_rules(e), settings.instances_of(e), settings.opt_out_tag,
+                  settings.to_emails_of(e))
+            for e in settings.workspaces
+        )  # fmt: skip
         self.signer = LinkSigner(settings.cancel_link_secret)
-        self._factories = {"workspace": workspace, "ledger": ledger, "mailer": mailer}
-        self._built: dict[str, object] = {}
+        self._factories = adapters
+        self._built: dict[object, object] = {}
         self.clock, self.sleep, self.monotonic = clock, sleep, monotonic
 
-    def _adapter(self, name: str):
-        if name not in self._built:
-            self._built[name] = self._factories[name]()
-        return self._built[name]
+    def _adapter(self, name: str, *args):
+        if (name, *args) not in self._built:
+            self._built[(name, *args)] = self._factories[name](*args)
+        return self._built[(name, *args)]
+
+    def workspace_for(self, target: WorkspaceTarget) -> ComputeWorkspace:
+        """The workspace's adapter, built on its first call (one sign-in per run, whatever the count)."""
+        return _Lazy(self, "workspace", target.subscription_id, target.resource_group, target.name)
+
+    @property
+    def calendar(self) -> ShutdownCalendar:
+        """The calendar of a single-workspace deployment."""
+        return self._single().calendar
 
     @property
     def workspace(self) -> ComputeWorkspace:
-        return self._adapter("workspace")
+        """The adapter of a single-workspace deployment, built now."""
+        target = self._single().target
+        return self._adapter("workspace", target.subscription_id, target.resource_group, target.name)
+
+    def _single(self) -> Managed:
+        single = self.estate.single()
+        if single is None:
+            raise ValueError("this deployment manages more than one workspace")
+        return single
 
     @property
     def ledger(self) -> CancelLedger:
@@ -89,26 +115,48 @@ class App:
             s.cancel_url, s.subject, s.to_emails, s.notify_instance_owner, s.dry_run, s.max_parallel
         )
         reminders = ReminderOptions(s.cancel_url, s.reminder_minutes, s.dry_run)
+        before = timedelta(minutes=s.reminder_minutes)
         ledger, mailer, policy = _Lazy(self, "ledger"), _Lazy(self, "mailer"), self._policy(BACKGROUND)
+        due, failures = self.estate.due(
+            lambda c: c.mail_due(now) or c.reminder_due(now, before), _Lazy(self, "directory"), policy
+        )
+        notices = [WorkspaceNotice(m.calendar, self.workspace_for(m.target), m.to_emails) for m in due]
         return run_both(
-            lambda: send_shutdown_notices(
-                now, self.calendar, options, self.signer, _Lazy(self, "workspace"), ledger, mailer, policy
+            lambda: send_notices(
+                now, notices, options, self.signer, ledger, mailer, policy, failures=failures
             ),
-            lambda: send_reminders(now, self.calendar, reminders, self.signer, ledger, mailer, policy),
+            lambda: remind_everyone(
+                now, [m.calendar for m in due], reminders, self.signer, ledger, mailer, policy
+            ),
         )
 
-    def compute_shutdown(self) -> SweepReport | None:
+    def compute_shutdown(self) -> list[SweepReport] | None:
+        now, policy = self.clock(), self._policy(BACKGROUND)
+        for entry, (day, why) in self.estate.skipped(now):
+            log.info("ComputeShutdown: no shutdown in %s on %s: %s", entry, day, why)
+        due, failures = self.estate.due(
+            lambda c: c.sweep_due(now) or c.audit_due(now), _Lazy(self, "directory"), policy
+        )
+        if not due and not failures:
+            return None  # the common case: no remote call at all
         options = SweepOptions(self.settings.dry_run, self.settings.max_parallel)
-        return stop_unclaimed_instances(
-            self.clock(), self.calendar, _Lazy(self, "workspace"), _Lazy(self, "ledger"), options,
-            self._policy(BACKGROUND), self.monotonic, stop_budget(),
-        )  # fmt: skip
+        workspaces = [(m.calendar, self.workspace_for(m.target)) for m in due]
+        return sweep_estate(
+            now, workspaces, _Lazy(self, "ledger"), options, policy, self.monotonic, stop_budget(), failures
+        )
 
     def cancel_shutdown(self, request: CancelRequest) -> CancelResult:
         return keep_instance_tonight(
-            request, self.clock(), self.calendar, self.signer, _Lazy(self, "ledger"),
+            request, self.clock(), self._calendar_of, self.signer, _Lazy(self, "ledger"),
             self.settings.delay_options, self._policy(INTERACTIVE), sleep=self.sleep,
         )  # fmt: skip
+
+    def _calendar_of(self, grant: CancelGrant) -> ShutdownCalendar:
+        """The calendar of the workspace a (genuine) link names; no remote call."""
+        managed = self.estate.find(grant.workspace)
+        if managed is None:
+            raise unmanaged(grant)
+        return managed.calendar
 
 
 def run_both(first: Callable[[], R], second: Callable[[], object]) -> R:
@@ -131,17 +179,19 @@ def run_both(first: Callable[[], R], second: Callable[[], object]) -> R:
 class _Lazy:
     """Stands for an adapter and builds it on its first call, so a tick that does nothing builds nothing."""
 
-    def __init__(self, app: App, name: str):
-        self._app, self._name = app, name
+    def __init__(self, app: App, name: str, *args: str):
+        self._app, self._name, self._args = app, name, args
 
     def __getattr__(self, attribute: str):
-        return getattr(self._app._adapter(self._name), attribute)
+        return getattr(self._app._adapter(self._name, *self._args), attribute)
 
 
 def bootstrap(
     settings: Settings | None = None,
     *,
     workspace: ComputeWorkspace | None = None,
+    workspaces: Callable[[str, str, str], ComputeWorkspace] | None = None,
+    directory: WorkspaceDirectory | None = None,
     ledger: CancelLedger | None = None,
     mailer: Mailer | None = None,
     clock: Callable[[], datetime] | None = None,
@@ -149,19 +199,20 @@ def bootstrap(
     monotonic: Callable[[], float] = time.monotonic,
 ) -> App:
     """The App for these settings (the process's App Settings by default). Adapters given are used as
-    they are; the others are built from the settings when first needed."""
+    they are: `workspace` for every workspace, or `workspaces(subscription_id, resource_group, name)`;
+    the others are built from the settings when first needed."""
     settings = settings or load_settings()
     redaction.protect(settings.secrets())
     build = AdapterFactory(settings)
-    return App(
-        settings,
-        (lambda: workspace) if workspace is not None else build.workspace,
-        (lambda: ledger) if ledger is not None else build.ledger,
-        (lambda: mailer) if mailer is not None else build.mailer,
-        clock or _utc_now,
-        sleep,
-        monotonic,
-    )
+    if workspace is not None:
+        workspaces = lambda *where: workspace  # noqa: E731
+    adapters = {
+        "workspace": workspaces or (lambda *where: build.workspace(*where)),
+        "directory": lambda: directory if directory is not None else build.directory(),
+        "ledger": lambda: ledger if ledger is not None else build.ledger(),
+        "mailer": lambda: mailer if mailer is not None else build.mailer(),
+    }
+    return App(settings, adapters, clock or _utc_now, sleep, monotonic)
 
 
 def _utc_now() -> datetime:
@@ -174,7 +225,7 @@ def run_mail_sender() -> NoticeReport | None:
 
 
 @_no_secret_escapes
-def run_compute_shutdown() -> SweepReport | None:
+def run_compute_shutdown() -> list[SweepReport] | None:
     return bootstrap().compute_shutdown()
 
 

@@ -75,7 +75,7 @@ def form_delay(content_type: str | None, body: bytes) -> str | None:
 def keep_instance_tonight(
     request: CancelRequest,
     now: datetime,
-    calendar: ShutdownCalendar,
+    calendar: ShutdownCalendar | Callable[[CancelGrant], ShutdownCalendar],
     signer: LinkSigner,
     ledger: CancelLedger,
     delay_options: Sequence[int] = (),
@@ -90,6 +90,8 @@ def keep_instance_tonight(
             "Open the link from the e-mail in your browser.",
         )
     grant = signer.verify(request.token)
+    if not isinstance(calendar, ShutdownCalendar):
+        calendar = calendar(grant)  # the calendar of the workspace the link names (or InvalidLinkError)
 
     def answer() -> CancelResult:
         return _answer(method, request, grant, now, calendar, ledger, delay_options, policy, sleep, deadline)

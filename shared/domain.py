@@ -82,6 +82,11 @@ class WorkspaceTarget:
         )
 
     @property
+    def label(self) -> str:
+        """How logs and failures name it, as an `aml_workspaces` entry: `subscription/group/workspace`."""
+        return f"{self.subscription_id}/{self.resource_group}/{self.name}"
+
+    @property
     def key(self) -> str:
         """The ARM id as a Table Storage key (no `/`), without case: Azure ids ignore case."""
         return f"{self.subscription_id}|{self.resource_group}|{self.name}".lower()

@@ -8,6 +8,8 @@ azureml-core sets no socket timeout, and a thread cannot be interrupted, so we s
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
@@ -52,3 +54,27 @@ def _outcome(future: Future[T], budget: float) -> T | Exception:
         return OutOfTimeError(f"no answer within the run's {budget:g} s budget")
     error = future.exception()
     return error if isinstance(error, Exception) else future.result()
+
+
+def run_per_group(
+    items: Sequence[K],
+    work: Callable[[K], T],
+    group_of: Callable[[K], Hashable],
+    per_group: int,
+    budget: float,
+) -> dict[K, T | Exception]:
+    """`run_bounded`, with at most `per_group` items of one group (a subscription: ARM throttles per
+    subscription) at a time. Items are interleaved across groups, so no group waits behind another."""
+    groups: dict[Hashable, list[K]] = {}
+    for item in items:
+        groups.setdefault(group_of(item), []).append(item)
+    gates = {group: threading.BoundedSemaphore(per_group) for group in groups}
+    interleaved = [
+        item for row in itertools.zip_longest(*groups.values()) for item in row if item is not None
+    ]
+
+    def gated(item: K) -> T:
+        with gates[group_of(item)]:
+            return work(item)
+
+    return run_bounded(interleaved, gated, per_group * max(1, len(groups)), budget)

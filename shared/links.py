@@ -71,11 +71,15 @@ def check_target(grant: CancelGrant, target: WorkspaceTarget) -> None:
     """Refuse a genuine link for another workspace or an instance this app no longer manages."""
     named = target.is_named_by(grant.workspace) or grant.workspace.lower() == target.name.lower()
     if not named or not target.instances.includes(grant.instance):
-        raise InvalidLinkError(
-            f"This link is for compute instance {grant.instance} in workspace {_name(grant.workspace)}, "
-            "which this shutdown service does not manage (any more).",
-            "Nothing was changed. Ask your Azure ML platform admin if you expected otherwise.",
-        )
+        raise unmanaged(grant)
+
+
+def unmanaged(grant: CancelGrant) -> InvalidLinkError:
+    return InvalidLinkError(
+        f"This link is for compute instance {grant.instance} in workspace {_name(grant.workspace)}, "
+        "which this shutdown service does not manage (any more).",
+        "Nothing was changed. Ask your Azure ML platform admin if you expected otherwise.",
+    )
 
 
 def check_grant(grant: CancelGrant, target: WorkspaceTarget, night: Night | None, now: datetime) -> Night:

@@ -1,31 +1,34 @@
 """MailSender: tell the people concerned what the next shutdown will stop, with a keep-it link each.
 
-Every tick asks the calendar whether a night's warning window is open; if not, nothing else happens.
-The night's mail run is claimed in the ledger, so however many ticks, hosts or retries there are,
-each recipient gets one mail per night. A tick that could not mail everybody leaves the night
-incomplete, and the next tick inside the window mails only those still waiting.
+Every tick asks each workspace's calendar whether a night's warning window is open; if none is, nothing
+else happens. Each due workspace's mail run is claimed in the ledger, so however many ticks, hosts or
+retries there are, each recipient hears about a workspace's night once. A recipient gets one mail per
+tick, covering every due workspace's instances, grouped by workspace. A tick that could not mail
+everybody leaves those nights incomplete, and the next tick inside the window mails only those still
+waiting. One workspace failing (not found, no permission) never keeps the others' mails back.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .decisions import announced, mail_subject, opt_outs, plan_mails
-from .domain import Instance, Night, OutgoingMail
+from .announcements import Announcement, announce, compose
+from .domain import Night, OutgoingMail
 from .errors import CredentialsError, RunFailedError, traceback_if_bug
-from .fanout import run_bounded
-from .inventory import list_targets
-from .links import CancelGrant, LinkSigner, cancel_link
-from .nightly import MAIL, claim_night, save_progress
+from .fanout import run_bounded, run_per_group
+from .links import LinkSigner
+from .nightly import save_progress
 from .ports import CancelLedger, ComputeWorkspace, Mailer
-from .rendering import format_local, relative_day, render
 from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
 
 log = logging.getLogger(__name__)
 SEND_BUDGET = 180.0
+LIST_BUDGET = 90.0  # claiming and listing every due workspace, in parallel
+WORKSPACES_PER_SUBSCRIPTION = 3  # at a time: ARM throttles per subscription and identity
 
 
 @dataclass(frozen=True)
@@ -39,61 +42,110 @@ class MailOptions:
 
 
 @dataclass(frozen=True)
+class WorkspaceNotice:
+    """A workspace to mail about on this tick, if its calendar says so."""
+
+    calendar: ShutdownCalendar
+    workspace: ComputeWorkspace
+    to_emails: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class NoticeReport:
-    night: Night
+    nights: tuple[Night, ...]
     mailed: tuple[str, ...] = ()
     failures: dict[str, str] = field(default_factory=dict)
 
 
 def send_shutdown_notices(
-    now: datetime,
-    calendar: ShutdownCalendar,
-    options: MailOptions,
-    signer: LinkSigner,
-    workspace: ComputeWorkspace,
-    ledger: CancelLedger,
-    mailer: Mailer,
-    policy: RetryPolicy = BACKGROUND,
+    now: datetime, calendar: ShutdownCalendar, options: MailOptions, signer: LinkSigner,
+    workspace: ComputeWorkspace, ledger: CancelLedger, mailer: Mailer, policy: RetryPolicy = BACKGROUND,
     send_budget: float = SEND_BUDGET,
-) -> NoticeReport | None:
-    """Mails the night that is due, if any; raises RunFailedError (after mailing the rest) on failures."""
-    night = calendar.mail_due(now)
-    if night is None:
-        return None  # the common case: no remote call at all
-    record = claim_night(ledger, night, MAIL, now, policy)
-    if record is None:
-        return None
-    failures: dict[str, str] = {}
+) -> NoticeReport | None:  # fmt: skip
+    """One workspace's mails (a single-workspace deployment)."""
+    due = [WorkspaceNotice(calendar, workspace, options.to_emails)]
+    return send_notices(now, due, options, signer, ledger, mailer, policy, send_budget)
+
+
+def send_notices(
+    now: datetime, due: Sequence[WorkspaceNotice], options: MailOptions, signer: LinkSigner,
+    ledger: CancelLedger, mailer: Mailer, policy: RetryPolicy = BACKGROUND, send_budget: float = SEND_BUDGET,
+    failures: dict[str, str] | None = None,
+) -> NoticeReport | None:  # fmt: skip
+    """Mails whoever is due; raises RunFailedError (after mailing the rest) if anything failed, including
+    the `failures` found before (workspaces that could not be listed)."""
+    failures = dict(failures or {})
+    nights = [(notice, night) for notice in due if (night := notice.calendar.mail_due(now))]
+    if not nights:
+        return _finish(failures, None)
+    named = len(nights) > 1
+
+    def claim_and_list(item) -> Announcement | None:
+        notice, night = item
+        return announce(
+            now,
+            night,
+            notice.calendar.rules.zone,
+            notice.workspace,
+            notice.to_emails,
+            options,
+            ledger,
+            policy,
+        )
+
+    outcomes = run_per_group(
+        nights, claim_and_list, lambda item: item[1].target.subscription_id.lower(),
+        WORKSPACES_PER_SUBSCRIPTION, LIST_BUDGET,
+    )  # fmt: skip
+    announced: list[Announcement] = []
+    for (_, night), outcome in outcomes.items():
+        if isinstance(outcome, Exception) and not named and not failures:
+            raise outcome  # one workspace: its own error, whose type tells monitoring what happened
+        if isinstance(outcome, Exception):
+            failures[night.target.label] = str(outcome)
+            log.error("MailSender for the night of %s in workspace %s: nobody was mailed: %s",
+                      night.day, night.target.label, outcome, exc_info=traceback_if_bug(outcome))  # fmt: skip
+        elif outcome is not None:
+            announced.append(outcome)
+            failures.update({_name(named, night, k): why for k, why in outcome.failures.items()})
+    if not announced:
+        return _finish(failures, None)
+    mails = compose(now, announced, options, signer)
     mailed: tuple[str, ...] = ()
     try:
-        targets = list_targets(workspace, night.target.instances, policy)
-        failures.update({name: "not found in the workspace" for name in targets.missing})
-        out = opt_outs(targets.instances, night.target.opt_out_tag, night.day)
-        for warning in out.warnings:
-            log.warning("MailSender: %s", warning)
-        running = announced(i for i in targets.instances if i not in out.instances)
-        plan = plan_mails(running, options.to_emails, options.notify_instance_owner)
-        left_alone = plan_mails(announced(out.instances), options.to_emails, options.notify_instance_owner)
-        zone = calendar.rules.zone
-        mails = [
-            _compose(options, night, now, zone, to, items, signer, len(left_alone.by_recipient.get(to, ())))
-            for to, items in plan.by_recipient.items()
-            if to not in record.done
-        ]
-        mailed, send_failures = _send(mails, mailer, options, policy, send_budget, night)
-        failures.update(send_failures)
-        _summarise(night, options, mailed, running, out.instances, failures)
+        mailed, send_failures = _send(mails, mailer, options, policy, send_budget)
     except Exception as error:
-        failures.setdefault("the mail run", str(error))
-        save_progress(ledger, record.progressed(mailed, tuple(failures)), policy, after_error=True)
+        for a in announced:
+            save_progress(ledger, a.record.progressed((), ("the mail run",)), policy, after_error=True)
+        log.error("MailSender: nobody was mailed: %s", error)
         raise
-    save_progress(ledger, record.progressed(mailed, tuple(failures)), policy)
+    failures.update(send_failures)
+    for a in announced:
+        done = tuple(to for to in mailed if to in a.recipients)
+        failed = (*a.failures, *(to for to in send_failures if to in a.recipients))
+        save_progress(ledger, a.record.progressed(done, failed), policy)
+        _summarise(a, options, done, failed)
+    if named:
+        (log.error if failures else log.info)(
+            "MailSender total over %d workspace(s): %s %d recipient(s), failed %d",
+            len(nights), "would mail" if options.dry_run else "mailed", len(mailed), len(failures),
+        )  # fmt: skip
+    return _finish(failures, NoticeReport(tuple(a.night for a in announced), mailed, failures))
+
+
+def _finish(failures: dict[str, str], report: NoticeReport | None) -> NoticeReport | None:
     if failures:
         raise RunFailedError("MailSender", failures)
-    return NoticeReport(night, mailed, failures)
+    return report
 
 
-def _send(mails, mailer, options, policy, budget, night) -> tuple[tuple[str, ...], dict[str, str]]:
+def _name(named: bool, night: Night, key: str) -> str:
+    return f"{night.target.label}: {key}" if named else key
+
+
+def _send(
+    mails: list[OutgoingMail], mailer, options, policy, budget
+) -> tuple[tuple[str, ...], dict[str, str]]:
     rejected: list[CredentialsError] = []  # once SendGrid refuses the key, every other send would too
     sendgrid = Backpressure()  # a 429 for one mail holds back all of them
 
@@ -111,7 +163,6 @@ def _send(mails, mailer, options, policy, budget, night) -> tuple[tuple[str, ...
 
     outcomes = run_bounded(mails, send, options.max_parallel, budget)
     if rejected:
-        log.error("MailSender for the night of %s: nobody was mailed: %s", night.day, rejected[0])
         raise rejected[0]
     failures = {}
     for mail, result in outcomes.items():
@@ -122,46 +173,10 @@ def _send(mails, mailer, options, policy, budget, night) -> tuple[tuple[str, ...
     return mailed, failures
 
 
-def _summarise(night, options, mailed, running, opted_out, failures) -> None:
+def _summarise(a: Announcement, options: MailOptions, mailed, failed) -> None:
     verb = "would mail" if options.dry_run else "mailed"
-    (log.error if failures else log.info)(
-        "MailSender for the night of %s: %s %d recipient(s) about %d instance(s), opted out %d, failed %d",
-        night.day, verb, len(mailed), len(running), len(opted_out), len(failures),
+    (log.error if failed else log.info)(
+        "MailSender for the night of %s in workspace %s: %s %d recipient(s) about %d instance(s), "
+        "opted out %d, failed %d",
+        a.night.day, a.night.target.label, verb, len(mailed), a.running, a.opted_out, len(failed),
     )  # fmt: skip
-
-
-def link_for(cancel_url: str, signer: LinkSigner, night: Night, instance: str, recipient: str) -> str:
-    """The link of one instance in one recipient's mail (the same link again in a reminder)."""
-    grant = CancelGrant(night.target.arm_id, instance, night.day, night.shutdown_at, recipient.lower())
-    return cancel_link(cancel_url, signer.sign(grant))
-
-
-def _compose(
-    options, night, now, zone, to, instances: tuple[Instance, ...], signer, opted_out
-) -> OutgoingMail:
-    names = tuple(i.name for i in instances)
-    subject = mail_subject(options.subject, names)
-    context = dict(
-        subject=subject,
-        workspace=night.target.name,
-        shutdown_time=format_local(night.shutdown_at, zone),
-        when=relative_day(night.shutdown_at, now, zone),
-        count=len(instances),
-        items=[
-            {
-                "name": i.name,
-                "note": _note(i),
-                "link": link_for(options.cancel_url, signer, night, i.name, to),
-            }
-            for i in instances
-        ],
-        opted_out=opted_out,
-        opt_out_tag=night.target.opt_out_tag,
-    )
-    return OutgoingMail(to, subject, render("mail.txt", **context), render("mail.html", **context), names)
-
-
-def _note(instance: Instance) -> str:
-    if instance.is_busy:
-        return "running a job now; stopped only if the job has finished by then"
-    return "running now"

@@ -9,13 +9,14 @@ send that fails is retried by the next tick; a record that fails after a send ma
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .announcements import link_for
 from .domain import Keep, Night, OutgoingMail
 from .errors import RunFailedError, traceback_if_bug
 from .links import LinkSigner
-from .notices import link_for
 from .ports import CancelLedger, Mailer
 from .rendering import format_local, render
 from .retry import RetryPolicy
@@ -29,6 +30,33 @@ class ReminderOptions:
     cancel_url: str
     minutes: int = 15  # 0: no reminders
     dry_run: bool = False
+
+
+def remind_everyone(
+    now: datetime, calendars: Sequence[ShutdownCalendar], options: ReminderOptions, signer: LinkSigner,
+    ledger: CancelLedger, mailer: Mailer, policy: RetryPolicy,
+) -> tuple[str, ...]:  # fmt: skip
+    """`send_reminders` for each workspace; one failing never keeps the others' reminders back."""
+    reminded: list[str] = []
+    failures: dict[str, str] = {}
+    for calendar in calendars:
+        try:
+            reminded += send_reminders(now, calendar, options, signer, ledger, mailer, policy)
+        except RunFailedError as error:
+            failures.update(_named(calendars, calendar, error.failures))
+        except Exception as error:
+            failures[calendar.target.label] = f"reminders not sent: {error}"
+            log.error("Reminders for workspace %s: %s", calendar.target.label, error,
+                      exc_info=traceback_if_bug(error))  # fmt: skip
+    if failures:
+        raise RunFailedError("MailSender", failures)
+    return tuple(reminded)
+
+
+def _named(calendars, calendar, failures: dict[str, str]) -> dict[str, str]:
+    if len(calendars) == 1:
+        return failures
+    return {f"{calendar.target.label}: {name}": why for name, why in failures.items()}
 
 
 def send_reminders(

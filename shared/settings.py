@@ -22,17 +22,16 @@ from .domain import InstanceSelection, WorkspaceTarget
 from .errors import ConfigurationError
 from .setting_reader import Reader
 from .shutdown_calendar import CalendarRules
+from .workspace_entries import SETTING, WorkspaceEntry, parse_workspaces
 
 DEFAULT_SUBJECT = "Azure ML compute instances stop tonight"
+SINGLE_WORKSPACE = ("subscription_id", "resource_group", "aml_workspace", "aml_compute_instance")
 
 
 @dataclass(frozen=True)
 class Settings:
     storage_connection_string: str | None = field(repr=False)  # None: identity-based storage
-    subscription_id: str
-    resource_group: str
-    workspace: str
-    instances: InstanceSelection
+    workspaces: tuple[WorkspaceEntry, ...]  # aml_workspaces, or the single-workspace settings as one entry
     tenant_id: str | None
     service_principal_id: str | None
     service_principal_password: str | None = field(repr=False)
@@ -64,19 +63,36 @@ class Settings:
         return self.service_principal_id is not None
 
     def target(self) -> WorkspaceTarget:
+        """The one workspace of a single-workspace deployment (tests, and the one-entry case)."""
+        (entry,) = self.workspaces
+        if entry.is_pattern:
+            raise ValueError(f"{entry.text} is not one workspace")
         return WorkspaceTarget(
-            self.subscription_id, self.resource_group, self.workspace, self.instances, self.opt_out_tag
-        )
+            entry.subscription_id, entry.resource_group, entry.workspace, self.instances_of(entry),
+            self.opt_out_tag,
+        )  # fmt: skip
 
-    def calendar_rules(self) -> CalendarRules:
+    def instances_of(self, entry: WorkspaceEntry) -> InstanceSelection:
+        return entry.override("instances", InstanceSelection(every_instance=True))
+
+    def to_emails_of(self, entry: WorkspaceEntry) -> tuple[str, ...]:
+        return entry.override("to_emails", self.to_emails)
+
+    def calendar_rules(self, entry: WorkspaceEntry | None = None) -> CalendarRules:
+        """The calendar of `entry`: the app-wide calendar settings, with the entry's overrides."""
+
+        def value(name: str):
+            default = getattr(self, name)
+            return entry.override(name, default) if entry is not None else default
+
         return CalendarRules(
-            zone=self.time_zone,
-            shutdown_time=self.shutdown_time,
-            days=self.shutdown_days,
-            warning=timedelta(minutes=self.warning_minutes),
+            zone=value("time_zone"),
+            shutdown_time=value("shutdown_time"),
+            days=value("shutdown_days"),
+            warning=timedelta(minutes=value("warning_minutes")),
             catch_up=timedelta(minutes=self.catch_up_minutes),
-            skip_ranges=self.skip_dates,
-            holiday=cal.holiday_lookup(self.holidays),
+            skip_ranges=value("skip_dates"),
+            holiday=cal.holiday_lookup(value("holidays")),
             longest_delay=timedelta(minutes=max(self.delay_options, default=0)),
         )
 
@@ -96,12 +112,7 @@ class Settings:
         reader = Reader(environ)
         values = dict(
             storage_connection_string=reader.optional("AzureWebJobsStorage", rules.connection_string, None),
-            subscription_id=reader.required("subscription_id", rules.matching(rules.GUID, "subscription id")),
-            resource_group=reader.required(
-                "resource_group", rules.matching(rules.RESOURCE_GROUP, "resource group name")
-            ),
-            workspace=reader.required("aml_workspace", rules.workspace_name),
-            instances=reader.required("aml_compute_instance", rules.instance_selection),
+            workspaces=_read_workspaces(reader, environ),
             tenant_id=reader.optional("tenant_id", rules.matching(rules.TENANT, "tenant id or domain"), None),
             service_principal_id=reader.optional(
                 "service_principal_id", rules.matching(rules.GUID, "application (client) id"), None
@@ -154,6 +165,32 @@ def load_settings() -> Settings:
     return Settings.from_environ(os.environ)
 
 
+def _read_workspaces(reader: Reader, environ: Mapping[str, str]) -> tuple[WorkspaceEntry, ...]:
+    """`aml_workspaces`, or the single-workspace settings as its one entry; never both."""
+    if not environ.get(SETTING, "").strip():
+        where = (
+            reader.required("subscription_id", rules.matching(rules.GUID, "subscription id")),
+            reader.required("resource_group", rules.matching(rules.RESOURCE_GROUP, "resource group name")),
+            reader.required("aml_workspace", rules.workspace_name),
+        )
+        instances = reader.required("aml_compute_instance", rules.instance_selection)
+        if None in where or instances is None:
+            return ()
+        return (WorkspaceEntry(*where, overrides=(("instances", instances),)),)
+    single = [name for name in SINGLE_WORKSPACE if environ.get(name, "").strip()]
+    if single:
+        reader.problems.append(
+            f"{SETTING} and the single-workspace settings ({', '.join(single)}) are both set: use one form "
+            f"(with {SETTING}, give each entry's instances in its JSON form)"
+        )
+    raw = reader.optional(SETTING, str, "")  # refuses a placeholder left from the example file
+    entries, problems = parse_workspaces(raw) if raw else ((), [])
+    reader.problems.extend(problems)
+    if problems:
+        reader.invalid.add(SETTING)
+    return entries
+
+
 def _check_combinations(reader: Reader, values: dict[str, Any]) -> None:
     sp_id, sp_password = values["service_principal_id"], values["service_principal_password"]
     if bool(sp_id) != bool(sp_password):
@@ -172,8 +209,16 @@ def _check_combinations(reader: Reader, values: dict[str, Any]) -> None:
             f"catch_up_minutes ({values['catch_up_minutes']}) plus the longest of delay_options ({longest}) "
             "must not exceed 720: a night's last stop must be over before the next night begins"
         )
-    if not values["to_emails"] and not values["notify_instance_owner"] and "to_emails" not in reader.invalid:
+    if values["notify_instance_owner"] or {"to_emails", SETTING} & reader.invalid or not values["workspaces"]:
+        return
+    unmailed = [e for e in values["workspaces"] if not e.override("to_emails", values["to_emails"])]
+    if len(unmailed) == len(values["workspaces"]):
         reader.problems.append("to_emails is required unless notify_instance_owner is true")
+    elif unmailed:
+        reader.problems.append(
+            f"{SETTING} entries {', '.join(e.text for e in unmailed)} have no to_emails (and "
+            "notify_instance_owner is false): nobody would be told before their instances stop"
+        )
 
 
 def prepare_sdk_environment() -> None:

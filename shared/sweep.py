@@ -30,7 +30,7 @@ from .sweep_report import SweepReport
 
 log = logging.getLogger(__name__)
 STOP_BUDGET = 180.0  # Consumption's default timeout is 5 minutes; leave room for start-up and listing
-__all__ = ["FRESH_FOR", "SweepOptions", "SweepReport", "stop_unclaimed_instances"]
+__all__ = ["FRESH_FOR", "SweepOptions", "SweepReport", "stop_unclaimed_instances", "sweep_workspace"]
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,31 @@ def stop_unclaimed_instances(
     clock: Callable[[], float] = time.monotonic,
     stop_budget: float = STOP_BUDGET,
 ) -> SweepReport | None:
-    """Sweeps the night that is due, if any; raises RunFailedError (after stopping the rest) on failures."""
-    audit_missed(now, calendar, ledger, policy)
+    """One workspace's tick (see `sweep_workspace`), as a single-workspace run: a skipped day is logged,
+    and RunFailedError is raised (after stopping the rest) if anything failed."""
     skipped = calendar.skipped(now)
     if skipped:
         log.info("ComputeShutdown: no shutdown on %s: %s", *skipped)
+    report = sweep_workspace(now, calendar, workspace, ledger, options, policy, clock, stop_budget)
+    if report is not None and report.failures:
+        raise RunFailedError("ComputeShutdown", report.failures)
+    return report
+
+
+def sweep_workspace(
+    now: datetime,
+    calendar: ShutdownCalendar,
+    workspace: ComputeWorkspace,
+    ledger: CancelLedger,
+    options: SweepOptions = SweepOptions(),
+    policy: RetryPolicy = BACKGROUND,
+    clock: Callable[[], float] = time.monotonic,
+    stop_budget: float = STOP_BUDGET,
+) -> SweepReport | None:
+    """Sweeps the workspace's night that is due, if any, and returns what it did, failures included.
+    Raises RunFailedError for a missed night or failed delayed stops, and the error that kept it from
+    sweeping at all."""
+    audit_missed(now, calendar, ledger, policy)
     night = calendar.sweep_due(now)
     if night is None:
         return None  # the common case: no remote call at all
@@ -75,7 +95,7 @@ def stop_unclaimed_instances(
         record_missed(night, now, ledger, policy)  # never swept inside its window
         return None
     report = _main_sweep(now, *args)
-    if report is not None and report.delays_due:
+    if report is not None and report.delays_due and not report.failures:
         stop_delayed(now, *args)  # a late sweep: some chosen stop times have come already
     return report
 
@@ -103,8 +123,6 @@ def _main_sweep(
     waiting = bool(pending_delays(record, keeps))
     save_progress(ledger, record.progressed(report.stopped, tuple(report.failures), waiting), policy)
     (log.error if report.failures else log.info)(report.summary())
-    if report.failures:
-        raise RunFailedError("ComputeShutdown", report.failures)
     return replace(report, delays_due=any(k.due(now) for k in pending_delays(record, keeps)))
 
 

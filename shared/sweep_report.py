@@ -1,8 +1,12 @@
-"""The one summary line a sweep logs, in a fixed shape so that a chart per count is one query:
-`ComputeShutdown for the night of 2026-11-24: stopped 7, kept by request 2, ..., failed 0`."""
+"""The summary lines a sweep logs, in a fixed shape so that a chart per count, and per workspace, is
+one query: `ComputeShutdown for the night of 2026-11-24 in workspace <sub>/<group>/<name>: stopped 7,
+kept by request 2, ..., failed 0`, and after every workspace, `ComputeShutdown total over 3
+workspace(s): stopped 19, ...` with the same counts."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .decisions import ShutdownPlan
@@ -20,20 +24,49 @@ class SweepReport:
     delayed: tuple[str, ...] = ()  # local stop times of the kept instances somebody chose to stop later
     delays_due: bool = False  # some of those times have come already (a late sweep)
 
-    def summary(self) -> str:
+    def counts(self) -> Counter:
         def count(outcome: StopOutcome) -> int:
             return sum(1 for result in self.outcomes.values() if result is outcome)
 
-        verb = "would stop" if self.dry_run else "stopped"
-        failed = ", ".join(f"{name} ({why})" for name, why in self.failures.items())
-        return (
-            f"ComputeShutdown for the night of {self.night.day}: {verb} {len(self.stopped)}, "
-            f"kept by request {len(self.plan.kept) - len(self.delayed)}, "
-            f"busy with a job {len(self.plan.busy) + count(StopOutcome.BUSY)}, "
-            f"not running {len(self.plan.not_running) + count(StopOutcome.NOT_RUNNING)}, "
-            f"opted out {len(self.plan.opted_out)}, restarted after tonight's stop {len(self.plan.stopped_before)}, "
-            f"delayed {len(self.delayed)}"
-            + (f" (until {', '.join(self.delayed)})" if self.delayed else "")
-            + ", "
-            f"failed {len(self.failures)}" + (f" [{failed}]" if failed else "")
-        )
+        return Counter({
+            "stopped": len(self.stopped),
+            "kept by request": len(self.plan.kept) - len(self.delayed),
+            "busy with a job": len(self.plan.busy) + count(StopOutcome.BUSY),
+            "not running": len(self.plan.not_running) + count(StopOutcome.NOT_RUNNING),
+            "opted out": len(self.plan.opted_out),
+            "restarted after tonight's stop": len(self.plan.stopped_before),
+            "delayed": len(self.delayed),
+            "failed": len(self.failures),
+        })  # fmt: skip
+
+    def summary(self) -> str:
+        counts = self.counts()
+        if self.dry_run:
+            counts = Counter({("would stop" if k == "stopped" else k): v for k, v in counts.items()})
+        where = f"ComputeShutdown for the night of {self.night.day} in workspace {self.night.target.label}"
+        return f"{where}: {_listing(counts, self.failures, self.delayed)}"
+
+
+def total_line(
+    reports: Iterable[SweepReport], workspaces: int, failures: dict[str, str], dry_run: bool
+) -> str:
+    """The line after every workspace's own: the same counts, summed, and every failure named."""
+    counts: Counter = Counter(dict.fromkeys(SweepReport(None, ShutdownPlan()).counts(), 0))  # type: ignore[arg-type]
+    for report in reports:
+        counts.update(report.counts())
+    counts["failed"] = len(failures)
+    if dry_run:
+        counts = Counter({("would stop" if k == "stopped" else k): v for k, v in counts.items()})
+    return f"ComputeShutdown total over {workspaces} workspace(s): {_listing(counts, failures, ())}"
+
+
+def _listing(counts: Counter, failures: dict[str, str], delayed: tuple[str, ...]) -> str:
+    parts = []
+    for name, value in counts.items():
+        part = f"{name} {value}"
+        if name == "delayed" and delayed:
+            part += f" (until {', '.join(delayed)})"
+        if name == "failed" and failures:
+            part += " [" + ", ".join(f"{key} ({why})" for key, why in failures.items()) + "]"
+        parts.append(part)
+    return ", ".join(parts)

@@ -16,8 +16,8 @@ def problems(**overrides) -> list[str]:
 
 def test_valid_settings_are_parsed_with_defaults():
     settings = Settings.from_environ(environ())
-    assert settings.workspace == "ml-ws"
-    assert settings.instances.every_instance
+    assert settings.target().name == "ml-ws" and settings.target().resource_group == "ml-rg"
+    assert settings.target().instances.every_instance
     assert settings.to_emails == ("ml-team@contoso.com",)
     assert (settings.from_email, settings.from_name) == ("noreply@contoso.com", "Auto-shutdown")
     assert str(settings.time_zone) == "Europe/Berlin"
@@ -27,8 +27,10 @@ def test_valid_settings_are_parsed_with_defaults():
 
 
 def test_instance_list_accepts_one_name_or_a_comma_separated_list_with_spaces():
-    assert Settings.from_environ(environ(aml_compute_instance="ci-one")).instances.names == ("ci-one",)
-    listed = Settings.from_environ(environ(aml_compute_instance=" ci-a , ci-b,ci-a ")).instances
+    assert Settings.from_environ(environ(aml_compute_instance="ci-one")).target().instances.names == (
+        "ci-one",
+    )
+    listed = Settings.from_environ(environ(aml_compute_instance=" ci-a , ci-b,ci-a ")).target().instances
     assert listed.names == ("ci-a", "ci-b") and not listed.every_instance
 
 
@@ -223,7 +225,9 @@ def test_an_address_in_angle_brackets_is_not_a_placeholder():
 
 
 def test_instance_names_differing_only_in_case_are_one_instance():
-    assert Settings.from_environ(environ(aml_compute_instance="CI-A, ci-a,ci-b")).instances.names == (
+    assert Settings.from_environ(
+        environ(aml_compute_instance="CI-A, ci-a,ci-b")
+    ).target().instances.names == (
         "CI-A",
         "ci-b",
     )

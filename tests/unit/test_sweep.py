@@ -54,7 +54,8 @@ def test_stops_running_instances_except_the_kept_ones_with_a_single_ledger_query
     assert len(ledger.queries) == 1
     assert report.stopped == ("ci-alice",)
     assert (
-        "ComputeShutdown for the night of 2026-11-24: stopped 1, kept by request 1, busy with a job 1, "
+        "ComputeShutdown for the night of 2026-11-24 in workspace 00000000-1111-2222-3333-444444444444/ml-rg/"
+        "ml-ws: stopped 1, kept by request 1, busy with a job 1, "
         "not running 2, opted out 0, restarted after tonight's stop 0, delayed 0, failed 0"
     ) in caplog.text
 

@@ -1,0 +1,162 @@
+"""The workspaces one deployment manages: each entry of `aml_workspaces` with its own calendar and
+recipients, and the workspaces behind its `*` entries.
+
+A `*` entry is listed through ARM only on a tick when its calendar has something due (its calendar
+does not depend on which workspaces it covers), so a tick with nothing due still makes no remote call.
+A workspace covered by several entries belongs to the most specific one (see workspace_entries).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .domain import WORKSPACE_ID, InstanceSelection, WorkspaceTarget
+from .errors import traceback_if_bug
+from .ports import WorkspaceDirectory
+from .retry import RetryPolicy
+from .shutdown_calendar import CalendarRules, ShutdownCalendar
+from .workspace_entries import EVERY, WorkspaceEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One entry, with the settings that apply to every workspace it covers."""
+
+    entry: WorkspaceEntry
+    rules: CalendarRules
+    instances: InstanceSelection
+    opt_out_tag: str
+    to_emails: tuple[str, ...]
+
+    def target(self, subscription_id: str, resource_group: str, name: str) -> WorkspaceTarget:
+        return WorkspaceTarget(subscription_id, resource_group, name, self.instances, self.opt_out_tag)
+
+
+@dataclass(frozen=True)
+class Managed:
+    """One workspace this run looks after: its calendar (which names it) and who is told about it."""
+
+    calendar: ShutdownCalendar
+    to_emails: tuple[str, ...]
+
+    @property
+    def target(self) -> WorkspaceTarget:
+        return self.calendar.target
+
+
+class Estate:
+    def __init__(self, scopes: Sequence[Scope]):
+        self.scopes = tuple(scopes)
+        self._managed: dict[str, Managed] = {}
+        self._probes = {
+            scope.entry: ShutdownCalendar(scope.target(scope.entry.subscription_id,
+                                                       scope.entry.resource_group or EVERY, EVERY), scope.rules)
+            for scope in self.scopes
+            if scope.entry.is_pattern
+        }  # fmt: skip
+
+    def owner(self, subscription_id: str, resource_group: str, name: str) -> Scope | None:
+        """The most specific entry that covers this workspace, or None."""
+        covering = [s for s in self.scopes if s.entry.matches(subscription_id, resource_group, name)]
+        return max(covering, key=lambda s: s.entry.specificity, default=None)
+
+    def managed(self, scope: Scope, subscription_id: str, resource_group: str, name: str) -> Managed:
+        target = scope.target(subscription_id, resource_group, name)
+        if target.key not in self._managed:  # one calendar per workspace and run: its caches are shared
+            self._managed[target.key] = Managed(ShutdownCalendar(target, scope.rules), scope.to_emails)
+        return self._managed[target.key]
+
+    def find(self, workspace: str) -> Managed | None:
+        """The workspace a link names (its ARM id, or in old links its bare name), if this app manages it."""
+        if WORKSPACE_ID.fullmatch(workspace):
+            place = _place(workspace)
+            scope = self.owner(*place)
+            return scope and self.managed(scope, *place)
+        named = [
+            s
+            for s in self.scopes
+            if not s.entry.is_pattern and s.entry.workspace.lower() == workspace.lower()
+        ]
+        if len(named) != 1:
+            return None
+        entry = named[0].entry
+        return self.managed(named[0], entry.subscription_id, entry.resource_group or "", entry.workspace)
+
+    def single(self) -> Managed | None:
+        """The workspace of a one-entry, one-workspace deployment."""
+        if len(self.scopes) != 1 or self.scopes[0].entry.is_pattern:
+            return None
+        entry = self.scopes[0].entry
+        return self.managed(
+            self.scopes[0], entry.subscription_id, entry.resource_group or "", entry.workspace
+        )
+
+    def due(
+        self,
+        question: Callable[[ShutdownCalendar], object],
+        directory: WorkspaceDirectory,
+        policy: RetryPolicy,
+    ) -> tuple[list[Managed], dict[str, str]]:
+        """Every workspace whose calendar answers `question` with something, and the `*` entries that
+        could not be listed (entry -> why). Entries are listed through ARM only when their calendar
+        answers; the rest of the estate is never held back by one that fails."""
+        found: list[Managed] = []
+        failures: dict[str, str] = {}
+        for scope in self.scopes:
+            entry = scope.entry
+            if not entry.is_pattern:
+                managed = self.managed(
+                    scope, entry.subscription_id, entry.resource_group or "", entry.workspace
+                )
+                if question(managed.calendar):
+                    found.append(managed)
+                continue
+            if not question(self._probes[entry]):
+                continue
+            try:
+                ids = policy.call(
+                    lambda entry=entry: directory.list_workspaces(
+                        entry.subscription_id, entry.resource_group
+                    ),
+                    f"listing the workspaces of {entry.text}",
+                )
+            except Exception as error:
+                failures[f"workspaces of {entry.text}"] = str(error)
+                log.error("Could not list the workspaces of %s: %s", entry.text, error,
+                          exc_info=traceback_if_bug(error))  # fmt: skip
+                continue
+            for workspace_id in ids:
+                if not WORKSPACE_ID.fullmatch(workspace_id) or self.owner(*_place(workspace_id)) is not scope:
+                    continue  # a more specific entry covers it, with its own calendar
+                managed = self.managed(scope, *_place(workspace_id))
+                if question(managed.calendar) and managed not in found:
+                    found.append(managed)
+        return found, failures
+
+    def skipped(self, now: datetime) -> list[tuple[str, tuple]]:
+        """(entry, (day, why)) for each entry whose shutdown time passed in the last tick on a day
+        without shutdown: one log line each, and no remote call."""
+        days = []
+        for scope in self.scopes:
+            entry = scope.entry
+            calendar = (
+                self._probes.get(entry)
+                or self.managed(
+                    scope, entry.subscription_id, entry.resource_group or "", entry.workspace
+                ).calendar
+            )
+            skipped = calendar.skipped(now)
+            if skipped:
+                days.append((entry.text, skipped))
+        return days
+
+
+def _place(workspace_id: str) -> tuple[str, str, str]:
+    """(subscription, resource group, name) of a workspace's ARM id."""
+    parts = workspace_id.strip("/").split("/")
+    return parts[1], parts[3], parts[7]
