@@ -11,7 +11,7 @@ the deployment package by ``.funcignore``, and nothing in the Function App impor
 See :class:`StandIns` (stack.py) for the entry point and :class:`Azurite` for storage.
 """
 
-from .azureml import AzureMLStandIn
+from .azureml import AzureMLStandIn, StandInWorkspace
 from .azurite import Azurite
 from .identity import ManagedIdentityStandIn
 from .sendgrid import SendGridStandIn
@@ -25,6 +25,7 @@ __all__ = [
     "ManagedIdentityStandIn",
     "Record",
     "SendGridStandIn",
+    "StandInWorkspace",
     "StandIns",
     "Traffic",
 ]

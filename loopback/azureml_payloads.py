@@ -1,7 +1,7 @@
 """JSON bodies of the AAD / ARM / regional Azure ML stand-in, as pure functions.
 
-Shapes follow the official REST examples in ``loopback/data`` (Workspace-get.json,
-Compute-get-ComputeInstance.json, Compute-list.json) and the real services' error formats, plus what
+Shapes follow the official REST examples in ``loopback/data`` (see its NOTICE.md: Workspace-get.json,
+Workspace-listBySubscription.json, Compute-get-ComputeInstance.json, Compute-list.json) and the real services' error formats, plus what
 azureml-core v1 indexes without checking: ``tags``, ``properties.isAttachedCompute``,
 ``properties.resourceId``, ``properties.provisioningErrors``, ``sshSettings.adminPublicKey`` and
 ``createdBy.userName`` (without a userName the SDK calls out to resolve it). ``subnet`` is null (the

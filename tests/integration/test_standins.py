@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import urllib.error
+from pathlib import Path
 
 import pytest
 import requests
@@ -652,3 +653,292 @@ def test_children_are_cleaned_of_the_identity_variables_too(standins):
 
     assert set(standins.identity_env) == {"IDENTITY_ENDPOINT", "IDENTITY_HEADER"}
     assert environ_without_routing({**standins.identity_env, "PATH": "/bin"}) == {"PATH": "/bin"}
+
+
+# --------------------------------------------------------------------------- many workspaces
+OTHER_SUBSCRIPTION = "7d2e9f10-0000-4000-8000-00000000e57a"
+DATA = Path(__file__).resolve().parents[2] / "loopback" / "data"
+
+
+def arm_headers(standins) -> dict[str, str]:
+    a = standins.azureml
+    return ServicePrincipalAuthentication(
+        a.tenant_id, a.client_id, a.client_secret
+    ).get_authentication_header()
+
+
+def arm_pages(url, headers) -> list[dict]:
+    """Every item of an ARM listing, every nextLink followed."""
+    items = []
+    while url:
+        page = requests.get(url, headers=headers, timeout=5)
+        assert page.status_code == 200, page.text
+        items += page.json()["value"]
+        url = page.json().get("nextLink")
+    return items
+
+
+def test_several_workspaces_over_azureml_core_sign_in_once(standins):
+    a = standins.azureml
+    twin = a.add_workspace(a.subscription_id, "rg-twin", a.workspace)  # the same name, another group
+    east = a.add_workspace(OTHER_SUBSCRIPTION, "rg-east", "ws-east", region="eastus")
+    a.seed("ci-home")
+    twin.seed("ci-twin", created_by="tess@contoso.com")
+    east.seed("ci-east", created_by="erin@contoso.com")
+    east.seed("ci-east-2", state="Stopped")
+    auth = ServicePrincipalAuthentication(a.tenant_id, a.client_id, a.client_secret)  # one for all three
+
+    listed = {}
+    for handle in (a.default_workspace, twin, east):
+        ws = Workspace(handle.subscription_id, handle.resource_group, handle.name, auth=auth)
+        computes = {c.name: c for c in ComputeTarget.list(ws)}
+        listed[handle.resource_group] = sorted(computes)
+        running = [c for c in computes.values() if c.status.state == "Running"]
+        for compute in running:
+            compute.stop()
+
+    assert listed == {
+        a.resource_group: ["ci-home"],
+        "rg-twin": ["ci-twin"],
+        "rg-east": ["ci-east", "ci-east-2"],
+    }
+    assert (a.stopped_names(), twin.stopped_names(), east.stopped_names()) == (
+        ["ci-home"],
+        ["ci-twin"],
+        ["ci-east"],
+    )
+    assert east.instance("ci-east") in ("Stopping", "Stopped") and east.instance("ci-east-2") == "Stopped"
+    assert twin.compute("ci-twin").created_by == "tess@contoso.com"
+    with pytest.raises(KeyError):
+        twin.instance("ci-home")
+    # azureml-core caches the token on the auth object, for every workspace it opens with it.
+    assert standins.count(service="aad", method="POST") == 1
+    regional = [(r.host, r.path) for r in standins.records(service="azureml", path_regex=r"/computes$")]
+    assert regional == [
+        (f"{a.region}.api.azureml.ms", f"/rp/workspaces{handle.arm_id}/computes") for handle in (a.default_workspace, twin)
+    ] + [("eastus.api.azureml.ms", f"/rp/workspaces{east.arm_id}/computes")]  # fmt: skip
+    assert "eastus.api.azureml.ms:443" in standins.proxy.connects  # tunnelled, and its certificate trusted
+    (east_stop,) = standins.records(service="arm", method="POST", path_regex=r"/ci-east/stop$")
+    assert f"/subscriptions/{OTHER_SUBSCRIPTION}/" in east_stop.response_headers["Azure-AsyncOperation"]
+    assert "/locations/eastus/" in east_stop.response_headers["Azure-AsyncOperation"]
+
+
+def test_several_workspaces_over_arm_rest(standins, monkeypatch):
+    a = standins.azureml
+    monkeypatch.setattr(a, "page_size", 1)
+    twin = a.add_workspace(a.subscription_id, "rg-twin", a.workspace)
+    east = a.add_workspace(OTHER_SUBSCRIPTION, "rg-east", "ws-east", region="eastus")
+    for handle in (a.default_workspace, twin, east):
+        for i in (1, 2):
+            handle.seed(f"ci-{handle.resource_group}-{i}")
+    headers = arm_headers(standins)
+    arm = "https://management.azure.com"
+
+    for handle in (a.default_workspace, twin, east):
+        computes = arm_pages(f"{arm}{handle.arm_id}/computes?api-version=2025-04-01", headers)
+        assert [c["id"] for c in computes] == [
+            handle.compute_arm_id(f"ci-{handle.resource_group}-{i}") for i in (1, 2)
+        ]
+        assert {c["location"] for c in computes} == {handle.region}
+        stop = requests.post(
+            f"{arm}{handle.arm_id}/computes/ci-{handle.resource_group}-1/stop?api-version=2025-04-01",
+            headers=headers,
+            timeout=5,
+        )
+        assert stop.status_code == 202
+        status = requests.get(stop.headers["Azure-AsyncOperation"], headers=headers, timeout=5)
+        assert status.status_code == 200 and status.json()["status"] in ("InProgress", "Succeeded")
+    assert (a.stopped_names(), twin.stopped_names(), east.stopped_names()) == (
+        [f"ci-{a.resource_group}-1"], ["ci-rg-twin-1"], ["ci-rg-east-1"]
+    )  # fmt: skip
+    assert twin.instances() == {"ci-rg-twin-1": "Stopping", "ci-rg-twin-2": "Running"}
+
+    def get(path: str) -> requests.Response:
+        return requests.get(f"{arm}{path}?api-version=2025-04-01", headers=headers, timeout=5)
+
+    assert get(f"/subscriptions/{OTHER_SUBSCRIPTION}").json()["subscriptionId"] == OTHER_SUBSCRIPTION
+    assert [s["subscriptionId"] for s in get("/subscriptions").json()["value"]] == [
+        a.subscription_id,
+        OTHER_SUBSCRIPTION,
+    ]
+    unknown_sub = "00000000-0000-4000-8000-00000000dead"
+    answers = {
+        "SubscriptionNotFound": get(f"/subscriptions/{unknown_sub}/resourceGroups/rg-east{RP}/ws-east"),
+        "ResourceGroupNotFound": get(
+            f"/subscriptions/{OTHER_SUBSCRIPTION}/resourceGroups/rg-twin{RP}/ws-east"
+        ),
+        "ResourceNotFound": get(
+            f"/subscriptions/{OTHER_SUBSCRIPTION}/resourceGroups/rg-east{RP}/{a.workspace}"
+        ),
+    }
+    assert {code: (r.status_code, r.json()["error"]["code"]) for code, r in answers.items()} == {
+        code: (404, code) for code in answers
+    }
+    # Each region's API serves its own workspaces; an unused region is nobody's host.
+    wrong = requests.get(
+        f"https://eastus.api.azureml.ms/rp/workspaces{twin.arm_id}/computes", headers=headers, timeout=5
+    )
+    assert wrong.status_code == 404
+    assert (
+        requests.get("https://brazilsouth.api.azureml.ms/discovery", timeout=5).json()["error"]["code"]
+        == "NoStandIn"
+    )
+    assert (
+        requests.get("https://eastus.api.azureml.ms/discovery", timeout=5).json()["api"]
+        == "https://eastus.api.azureml.ms"
+    )
+
+    standins.reset()  # the added workspaces go, the default stays
+    assert get(f"/subscriptions/{OTHER_SUBSCRIPTION}").status_code == 404
+    assert a.workspaces() == [a.default_workspace] and a.instances() == {}
+
+
+def test_workspace_listings_by_subscription_and_resource_group_page_like_arm(standins, monkeypatch):
+    a = standins.azureml
+    monkeypatch.setattr(a, "workspace_page_size", 2)
+    same_group = a.add_workspace(a.subscription_id, a.resource_group, "ws-b")
+    twin = a.add_workspace(a.subscription_id, "rg-two", a.workspace)
+    north = a.add_workspace(a.subscription_id, "rg-two", "ws-north", region="northeurope")
+    east = a.add_workspace(OTHER_SUBSCRIPTION, "rg-east", "ws-east", region="eastus")
+    headers = arm_headers(standins)
+    listing = "https://management.azure.com/subscriptions/{}{}/providers/Microsoft.MachineLearningServices/workspaces"
+
+    by_subscription = arm_pages(listing.format(a.subscription_id, "") + "?api-version=2025-04-01", headers)
+    assert [w["id"] for w in by_subscription] == [
+        h.arm_id for h in (a.default_workspace, same_group, twin, north)
+    ]
+    pages = standins.records(service="arm", path_regex=r"/workspaces$")
+    assert [(p.query.get("$skipToken"), p.query["api-version"]) for p in pages] == [
+        (None, "2025-04-01"),
+        ("2", "2025-04-01"),
+    ]
+    group = (
+        listing.format(a.subscription_id, "/resourceGroups/RG-TWO") + "?api-version=2025-04-01"
+    )  # any case
+    assert [w["id"] for w in arm_pages(group, headers)] == [twin.arm_id, north.arm_id]
+    other = arm_pages(listing.format(OTHER_SUBSCRIPTION, "") + "?api-version=2025-04-01", headers)
+    assert [(w["id"], w["name"], w["location"]) for w in other] == [(east.arm_id, "ws-east", "eastus")]
+
+    # Each item has every field of the official examples, at the top and in its properties.
+    for example, items in (
+        ("listBySubscription", by_subscription),
+        ("listByResourceGroup", arm_pages(group, headers)),
+    ):
+        spec = json.loads((DATA / f"Workspace-{example}.json").read_text())["responses"]["200"]["body"]
+        assert set(spec) == {"value", "nextLink"} and len(spec["value"]) == 2
+        for item in items:
+            for model in spec["value"]:
+                assert set(model) <= set(item) and set(model["properties"]) <= set(item["properties"])
+                assert item["type"] == model["type"] == "Microsoft.MachineLearningServices/workspaces"
+
+    def status(url: str) -> tuple[int, str]:
+        answer = requests.get(url, headers=headers, timeout=5)
+        return answer.status_code, answer.json()["error"]["code"]
+
+    unknown = "00000000-0000-4000-8000-00000000dead"
+    assert status(listing.format(unknown, "") + "?api-version=2025-04-01") == (404, "SubscriptionNotFound")
+    no_group = listing.format(a.subscription_id, "/resourceGroups/rg-nowhere") + "?api-version=2025-04-01"
+    assert status(no_group) == (404, "ResourceGroupNotFound")
+    assert status(listing.format(a.subscription_id, "")) == (400, "MissingApiVersionParameter")
+
+
+def test_a_denied_workspace_answers_403_in_arms_words_and_a_removed_one_404(standins):
+    a = standins.azureml
+    none = a.add_workspace(a.subscription_id, "rg-x", "ws-no-role")
+    read = a.add_workspace(a.subscription_id, "rg-x", "ws-read-only")
+    reader = a.add_workspace(a.subscription_id, "rg-x", "ws-reader")
+    gone = a.add_workspace(a.subscription_id, "rg-x", "ws-gone")
+    for handle in (none, read, reader, gone):
+        handle.seed("ci-1")
+    a.deny(none)
+    a.deny(read.arm_id, scope="computes")  # by ARM id, as an app would name it
+    a.deny(reader, scope="writes")
+    a.remove_workspace(gone)
+    headers = arm_headers(standins)
+    arm = "https://management.azure.com"
+
+    def statuses(handle) -> tuple[int, int, int, int]:
+        calls = (
+            requests.get(f"{arm}{handle.arm_id}?api-version=2025-04-01", headers=headers, timeout=5),
+            requests.get(f"{arm}{handle.arm_id}/computes?api-version=2025-04-01", headers=headers, timeout=5),
+            requests.get(f"https://{handle.regional_host}/rp/workspaces{handle.arm_id}/computes", headers=headers, timeout=5),
+            requests.post(f"{arm}{handle.arm_id}/computes/ci-1/stop?api-version=2025-04-01", headers=headers, timeout=5),
+        )  # fmt: skip
+        return tuple(answer.status_code for answer in calls)
+
+    assert statuses(none) == (403, 403, 403, 403)
+    assert statuses(read) == (200, 403, 403, 403)
+    assert statuses(reader) == (200, 200, 200, 403)
+    assert statuses(gone) == (404, 404, 404, 404)
+    assert a.default_workspace.stopped_names() == [] and reader.instance("ci-1") == "Running"
+
+    (refused,) = standins.records(method="POST", path_regex=r"/ws-reader/computes/ci-1/stop$")
+    error = json.loads(refused.response_body)["error"]
+    assert error["code"] == "AuthorizationFailed"
+    assert error["message"].startswith(f"The client '{a.client_id}' with object id '")
+    assert (
+        "does not have authorization to perform action 'Microsoft.MachineLearningServices/workspaces/computes/"
+        f"stop/action' over scope '{reader.arm_id}/computes/ci-1' or the scope is invalid."
+    ) in error["message"]
+    (gone_get,) = standins.records(service="arm", path_regex=r"/ws-gone$")
+    assert json.loads(gone_get.response_body)["error"]["code"] == "ResourceNotFound"
+
+    # An identity sees in a listing what it may read: not the workspace it has no role on, nor a deleted one.
+    listed = arm_pages(
+        f"{arm}/subscriptions/{a.subscription_id}/resourceGroups/rg-x{RP}?api-version=2025-04-01", headers
+    )
+    assert [w["name"] for w in listed] == ["ws-read-only", "ws-reader"]
+
+    # azureml-core: the workspace GET refused, or the regional compute list.
+    auth = ServicePrincipalAuthentication(a.tenant_id, a.client_id, a.client_secret)
+    with pytest.raises(ProjectSystemException, match="AuthorizationFailed"):
+        Workspace(a.subscription_id, "rg-x", "ws-no-role", auth=auth)
+    with pytest.raises(ComputeTargetException, match="Response Code: 403"):
+        ComputeTarget.list(Workspace(a.subscription_id, "rg-x", "ws-read-only", auth=auth))
+
+    with pytest.raises(ValueError, match="scope must be one of"):
+        a.deny(reader, scope="everything")
+    with pytest.raises(KeyError):
+        a.deny(f"/subscriptions/{a.subscription_id}/resourceGroups/rg-x{RP}/ws-unknown")
+    a.deny(a.default_workspace, status=404)
+    assert (
+        requests.get(
+            f"{arm}{a.workspace_arm_id}?api-version=2025-04-01", headers=headers, timeout=5
+        ).status_code
+        == 404
+    )
+    standins.reset()  # lifts denials and removals; the added workspaces are gone
+    assert (
+        requests.get(
+            f"{arm}{a.workspace_arm_id}?api-version=2025-04-01", headers=headers, timeout=5
+        ).status_code
+        == 200
+    )
+    assert a.add_workspace(a.subscription_id, "rg-x", "ws-gone").instances() == {}
+
+
+def test_arm_write_buckets_are_per_subscription(standins):
+    a = standins.azureml
+    east = a.add_workspace(OTHER_SUBSCRIPTION, "rg-east", "ws-east", region="eastus")
+    twin = a.add_workspace(a.subscription_id, "rg-twin", "ws-twin")
+    for handle in (a.default_workspace, east, twin):
+        for name in ("ci-1", "ci-2"):
+            handle.seed(name)
+    standins.enforce_write_bucket(capacity=2, refill_per_second=0.2)
+    headers = arm_headers(standins)
+
+    def stop(handle, name) -> requests.Response:
+        url = f"https://management.azure.com{handle.arm_id}/computes/{name}/stop?api-version=2025-04-01"
+        return requests.post(url, headers=headers, timeout=5)
+
+    home = [stop(a.default_workspace, "ci-1"), stop(twin, "ci-1"), stop(twin, "ci-2")]  # one subscription
+    away = [stop(east, "ci-1"), stop(east, "ci-2")]  # the same principal, another subscription
+
+    assert [r.status_code for r in home] == [202, 202, 429]
+    assert [r.status_code for r in away] == [202, 202]
+    assert [r.headers["x-ms-ratelimit-remaining-subscription-writes"] for r in away] == ["1", "0"]
+    throttled = home[2].json()["error"]
+    assert throttled["code"] == "SubscriptionRequestsThrottled"
+    assert f"'write' requests for subscription '{a.subscription_id}' actor '" in throttled["message"]
+    assert home[2].headers["Retry-After"] == "5"
+    assert (twin.stopped_names(), east.stopped_names()) == (["ci-1"], ["ci-1", "ci-2"])
