@@ -64,9 +64,9 @@ def main(what: str) -> dict:
 
 def _pace_arm_writes(per_second: float) -> None:
     """The ARM client's bucket refills at `per_second` instead of ARM's 10/s (read when it is built)."""
-    from shared import arm_workspace
+    from shared import arm_client
 
-    arm_workspace.ARM_WRITES_PER_SECOND = per_second
+    arm_client.ARM_WRITES_PER_SECOND = per_second
 
 
 def _idle(timer_request) -> dict:

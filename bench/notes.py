@@ -98,7 +98,7 @@ Notes:
   rest would fail for lack of time and wait for the next tick inside the catch-up window). So the row
   compresses time: the stand-in's bucket keeps ARM's capacity ({ARM_WRITE_CAPACITY}) but refills at
   {bucket_rate:g}/s ({scale:g} × ARM's), and the client's own bucket refills at the same {bucket_rate:g}/s
-  (the bench child sets shared.arm_workspace.ARM_WRITES_PER_SECOND; capacity and the {WRITE_HEADROOM}-token
+  (the bench child sets shared.arm_client.ARM_WRITES_PER_SECOND; capacity and the {WRITE_HEADROOM}-token
   reserve stay as shipped), so the floor is (N - {ARM_WRITE_CAPACITY}) / {bucket_rate:g}. The factor is
   kept small on purpose: the stand-in takes about 5 s to list 5,000 instances again (50 pages), and a
   bucket refilled faster than {client} tokens per 5 s ({client / 5:.0f}/s) fills up during a relist and

@@ -514,6 +514,9 @@ class AzureMLStandIn:
 
     # ------------------------------------------------------------------------ ARM
     def _arm(self, req: Request, claims: dict) -> Response:
+        if not req.query.get("api-version"):  # ARM refuses every request without one
+            message = "The api-version query parameter (?api-version=) is required for all requests."
+            return Response(400, p.arm_error("MissingApiVersionParameter", message))
         path = req.path.rstrip("/")
         if path.lower() == "/subscriptions" and req.method == "GET":
             with self._lock:
@@ -550,10 +553,7 @@ class AzureMLStandIn:
     def _list_workspaces(self, req: Request, sub: str, rg: str | None) -> Response:
         """ARM's ``Workspaces - List By Subscription`` / ``List By Resource Group``: paged, every
         workspace the caller may read (see :meth:`deny`), in the order they were added."""
-        api_version = req.query.get("api-version")
-        if not api_version:
-            message = "The api-version query parameter (?api-version=) is required for all requests."
-            return Response(400, p.arm_error("MissingApiVersionParameter", message))
+        api_version = req.query["api-version"]
         missing = self._missing_parent(sub, rg)
         if missing is not None:
             return missing

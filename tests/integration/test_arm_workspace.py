@@ -18,6 +18,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential
 
+from shared.arm_client import ArmClient
 from shared.arm_pacing import WriteBucket
 from shared.arm_workspace import API_VERSION, MI_SETTINGS, SP_SETTINGS, ArmWorkspace
 from shared.domain import StopOutcome
@@ -111,6 +112,9 @@ def test_stops_are_one_post_each_on_one_token_and_few_connections(standins, sign
     arm_calls = standins.count(service="arm")
     assert arm_calls == 101  # one listing page, then exactly one POST per instance: 1.01 calls each
     assert standins.count(service="arm", method="POST", path_regex=STOP, status=202) == 100
+    # ARM refuses any request without an api-version (400 MissingApiVersionParameter): a stop too.
+    versions = {r.query.get("api-version") for r in standins.records(service="arm", method="POST")}
+    assert versions == {API_VERSION}
     assert token_calls() == 1  # one token for the whole run
     assert standins.max_in_flight(service="arm", method="POST") <= 16
     # One pooled session: connections are reused, at most one per parallel stop (+ Azure AD's).
@@ -168,7 +172,7 @@ def test_a_token_about_to_expire_is_replaced_and_a_good_one_reused(standins):
 
 def test_importing_the_adapter_never_imports_azureml():
     code = (
-        "import sys, shared.arm_workspace, shared.arm_pacing\n"
+        "import sys, shared.arm_workspace, shared.arm_client, shared.arm_errors\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('azureml', 'msrest', 'msrestazure'))\n"
         "assert not loaded, loaded\n"
     )
@@ -236,9 +240,34 @@ def test_403_on_the_workspace_names_the_identity_settings(standins, signed_in):
     with pytest.raises(CredentialsError) as exc:
         workspace(standins, credential, settings).list_instances()
     assert exc.value.settings == settings
-    assert "HTTP 403, AuthorizationFailed" in str(exc.value)
+    a = standins.azureml
+    assert (
+        f"listing compute instances in workspace {a.resource_group}/{a.workspace}: access denied (HTTP 403, AuthorizationFailed"
+        in str(exc.value)
+    )
     for setting in settings:
         assert setting in str(exc.value)
+
+
+def test_a_workspace_the_identity_may_not_touch_is_a_credentials_error_naming_it(standins):
+    a = standins.azureml
+    denied = a.add_workspace(a.subscription_id, "rg-other", "ws-denied")
+    denied.seed("ci-1")
+    a.deny(denied, scope="writes")  # Reader: it may list, not stop
+    ws = ArmWorkspace(
+        a.subscription_id,
+        "rg-other",
+        "ws-denied",
+        service_principal(standins),
+        credential_settings=SP_SETTINGS,
+    )
+    assert [i.name for i in ws.list_instances()] == ["ci-1"]
+    with pytest.raises(CredentialsError) as exc:
+        ws.stop("ci-1")
+    assert str(exc.value).startswith(
+        "AzureML: stopping ci-1 in workspace rg-other/ws-denied: access denied (HTTP 403, AuthorizationFailed: "
+    )
+    assert exc.value.settings == SP_SETTINGS
 
 
 def test_a_token_arm_no_longer_accepts_is_a_credentials_error(standins):
@@ -251,17 +280,35 @@ def test_a_token_arm_no_longer_accepts_is_a_credentials_error(standins):
 
 
 # --------------------------------------------------------------------------- not found
-def test_an_unknown_workspace_names_the_workspace_settings(standins):
+def test_an_unknown_workspace_is_named_with_the_settings_that_name_it(standins):
     a = standins.azureml
     ws = ArmWorkspace(a.subscription_id, a.resource_group, "no-such-ws", service_principal(standins))
     with pytest.raises(NotFoundError) as exc:
         ws.list_instances()
-    assert "ResourceNotFound" in str(exc.value)
-    assert "subscription_id, resource_group, aml_workspace" in str(exc.value)
+    assert (
+        f"listing compute instances in workspace {a.resource_group}/no-such-ws: not found (HTTP 404, ResourceNotFound"
+        in str(exc.value)
+    )
+    assert "check aml_workspaces, or subscription_id, resource_group and aml_workspace" in str(exc.value)
+
+
+def test_a_removed_workspace_is_not_found(standins):
+    a = standins.azureml
+    gone = a.add_workspace(a.subscription_id, "rg-old", "ws-gone")
+    ws = ArmWorkspace(a.subscription_id, "rg-old", "ws-gone", service_principal(standins))
+    assert ws.list_instances() == []
+    a.remove_workspace(gone)
+    with pytest.raises(
+        NotFoundError, match=r"in workspace rg-old/ws-gone: not found \(HTTP 404, ResourceNotFound"
+    ):
+        ws.list_instances()
 
 
 def test_stopping_an_unknown_instance_is_not_found(standins):
-    with pytest.raises(NotFoundError, match="stopping ci-gone: not found"):
+    a = standins.azureml
+    with pytest.raises(
+        NotFoundError, match=f"stopping ci-gone in workspace {a.resource_group}/{a.workspace}: not found"
+    ):
         workspace(standins, service_principal(standins)).stop("ci-gone")
 
 
@@ -396,6 +443,58 @@ def test_the_remaining_writes_arm_reports_slow_a_fresh_run_down(standins):
     assert outcomes == [StopOutcome.STOPPED] * 4
     assert standins.count(service="arm", status=429) == 0
     assert time.monotonic() - started >= 0.4  # paced by ARM's count, not its own full bucket
+
+
+def test_one_client_one_sign_in_and_one_write_bucket_per_subscription(standins):
+    a = standins.azureml
+    other = "7d2e9f10-0000-4000-8000-00000000e57a"
+    twin = a.add_workspace(a.subscription_id, "rg-twin", a.workspace)  # same subscription, same name
+    east = a.add_workspace(other, "rg-east", "ws-east", region="eastus")
+    for handle in (a.default_workspace, twin, east):
+        for i in range(3):
+            handle.seed(f"ci-{i}")
+    standins.enforce_write_bucket(capacity=4, refill_per_second=0.5)  # ARM's: per subscription
+    client = ArmClient(service_principal(standins), write_bucket=lambda subscription: WriteBucket(4, 0.5))
+    home = ArmWorkspace(a.subscription_id, a.resource_group, a.workspace, client=client)
+    home_twin = ArmWorkspace(a.subscription_id, "rg-twin", a.workspace, client=client)
+    away = ArmWorkspace(other, "rg-east", "ws-east", client=client)
+    assert client.bucket(a.subscription_id.upper()) is client.bucket(a.subscription_id)
+    for ws in (home, home_twin, away):
+        ws.list_instances()
+
+    # Six stops in one subscription share its bucket of 4: the fifth and sixth wait for refills (2 s and
+    # 4 s, well within a listing's freshness), and none earns a 429. The other subscription's is full.
+    started = time.monotonic()
+    outcomes = [ws.stop(f"ci-{i}") for ws in (home, home_twin) for i in range(3)]
+    home_took = time.monotonic() - started
+    started = time.monotonic()
+    away_outcomes = [away.stop(f"ci-{i}") for i in range(3)]
+    away_took = time.monotonic() - started
+
+    assert outcomes == [StopOutcome.STOPPED] * 6 and away_outcomes == [StopOutcome.STOPPED] * 3
+    assert home_took >= 4 - 0.2 and away_took < 1.0
+    assert standins.count(service="arm", status=429) == 0
+    assert standins.count(service="aad", method="POST") == 1  # one sign-in for three workspaces
+    assert (a.stopped_names(), twin.stopped_names(), east.stopped_names()) == (
+        ["ci-0", "ci-1", "ci-2"], ["ci-0", "ci-1", "ci-2"], ["ci-0", "ci-1", "ci-2"]
+    )  # fmt: skip
+    assert standins.connections <= 2  # one pooled connection to ARM (+ Azure AD's)
+
+
+def test_a_workspace_takes_a_credential_or_a_client(standins):
+    client = ArmClient(service_principal(standins))
+    a = standins.azureml
+    with pytest.raises(TypeError, match="a credential or a client"):
+        ArmWorkspace(a.subscription_id, a.resource_group, a.workspace)
+    with pytest.raises(TypeError, match="a credential or a client"):
+        ArmWorkspace(
+            a.subscription_id, a.resource_group, a.workspace, service_principal(standins), client=client
+        )
+    with pytest.raises(TypeError, match="timeout belong"):
+        ArmWorkspace(a.subscription_id, a.resource_group, a.workspace, client=client, timeout=(1, 1))
+    shared = ArmWorkspace(a.subscription_id, a.resource_group, a.workspace, client=client)
+    shared.close()  # not its client to close
+    assert shared.list_instances() == []
 
 
 def test_a_stop_whose_turn_comes_after_its_listing_went_stale_is_not_sent(standins):

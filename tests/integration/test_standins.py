@@ -840,6 +840,12 @@ def test_workspace_listings_by_subscription_and_resource_group_page_like_arm(sta
     no_group = listing.format(a.subscription_id, "/resourceGroups/rg-nowhere") + "?api-version=2025-04-01"
     assert status(no_group) == (404, "ResourceGroupNotFound")
     assert status(listing.format(a.subscription_id, "")) == (400, "MissingApiVersionParameter")
+    a.seed("ci-1")  # ARM answers nothing without an api-version, a write neither
+    no_version = requests.post(
+        f"https://management.azure.com{a.compute_arm_id('ci-1')}/stop", headers=headers, timeout=5
+    )
+    assert (no_version.status_code, no_version.json()["error"]["code"]) == (400, "MissingApiVersionParameter")
+    assert a.instance("ci-1") == "Running"
 
 
 def test_a_denied_workspace_answers_403_in_arms_words_and_a_removed_one_404(standins):
