@@ -1,18 +1,25 @@
-"""The Azure ML workspace through azureml-core (SDK v1): list compute instances, stop one.
+"""An Azure ML workspace through azureml-core (SDK v1): list compute instances, stop one.
 
-The workspace (and its authentication) is built once per run and shared by the parallel stops.
-The instance objects from the single listing are reused for the stops, so no instance is fetched by
-name. azureml-core's own retries are switched off before its first import (see
-settings.prepare_sdk_environment); shared.retry.RetryPolicy decides about retrying, and this module
-only says which failures are worth it.
+The workspace is opened once per run and shared by the parallel stops. The authentication object is
+shared further, by every workspace of the run (`auth=`, see `authentication`): azureml-core's
+ServicePrincipalAuthentication keeps its ARM token on the object until five minutes before it expires,
+so a run signs in once however many workspaces it opens. `AzureMLAuthCredential` lends that same token
+to the ARM listing of workspaces (shared.arm_directory). The instance objects from the single listing
+are reused for the stops, so no instance is fetched by name. azureml-core's own retries are switched
+off before its first import (see settings.prepare_sdk_environment); shared.retry.RetryPolicy decides
+about retrying, and this module only says which failures are worth it.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
+import time
 
 import requests
+from azure.core.credentials import AccessToken
 
 from .credentials import ServicePrincipal
 from .domain import JOB_RUNNING, RUNNING, Instance, StopOutcome
@@ -29,17 +36,37 @@ SERVICE = "AzureML"
 STOPPED_OR_STOPPING = {"stopped", "stopping"}
 SP_SETTINGS = ("tenant_id", "service_principal_id", "service_principal_password")
 MI_SETTINGS = ("the Function App's managed identity and its role on the workspace",)
-WORKSPACE_SETTINGS = ("subscription_id", "resource_group", "aml_workspace")
+WORKSPACE_HINT = "check aml_workspaces, or subscription_id, resource_group and aml_workspace"
+# The token audiences ARM accepts; azureml-core's ARM token is for the first.
+ARM_SCOPES = frozenset(
+    {"https://management.core.windows.net//.default", "https://management.azure.com/.default"}
+)
+
+
+def authentication(principal: ServicePrincipal | None):
+    """The azureml-core auth object for a run: the service principal, else the managed identity."""
+    if principal is None:
+        return MsiAuthentication()
+    return ServicePrincipalAuthentication(principal.tenant_id, principal.client_id, principal.secret)
 
 
 class AzureMLWorkspace:
-    """`principal` None means the Function App's managed identity."""
+    """`principal` None means the Function App's managed identity. `auth`: the run's azureml-core auth
+    object, shared by its workspaces (built from `principal` when not given)."""
 
     def __init__(
-        self, subscription_id: str, resource_group: str, name: str, principal: ServicePrincipal | None = None
+        self,
+        subscription_id: str,
+        resource_group: str,
+        name: str,
+        principal: ServicePrincipal | None = None,
+        *,
+        auth=None,
     ):
         self._where = (subscription_id, resource_group, name)
         self._principal = principal
+        self._shared_auth = auth
+        self.label = f"workspace {resource_group}/{name}"
         self._lock = threading.Lock()
         self._workspace = None
         self._computes: dict[str, object] = {}
@@ -49,7 +76,7 @@ class AzureMLWorkspace:
         try:
             computes = ComputeTarget.list(workspace)
         except Exception as error:
-            raise self._translate(error, "listing compute instances") from error
+            raise self._translate(error, f"listing compute instances in {self.label}") from error
         instances = [c for c in computes if isinstance(c, ComputeInstance)]
         self._computes = {c.name: c for c in instances}
         return [Instance(c.name, _state(c), _owner(c), _tags(c)) for c in instances]
@@ -71,7 +98,7 @@ class AzureMLWorkspace:
         except Exception as error:
             if compute is not None and _state(compute).lower() in STOPPED_OR_STOPPING:
                 return StopOutcome.NOT_RUNNING
-            raise self._translate(error, f"stopping {name}") from error
+            raise self._translate(error, f"stopping {name} in {self.label}") from error
         return StopOutcome.STOPPED
 
     def _connect(self):
@@ -81,14 +108,11 @@ class AzureMLWorkspace:
                 try:
                     self._workspace = Workspace(subscription_id, resource_group, name, auth=self._auth())
                 except Exception as error:
-                    raise self._translate(error, f"opening workspace {name}") from error
+                    raise self._translate(error, f"opening {self.label}") from error
             return self._workspace
 
     def _auth(self):
-        p = self._principal
-        return (
-            ServicePrincipalAuthentication(p.tenant_id, p.client_id, p.secret) if p else MsiAuthentication()
-        )
+        return self._shared_auth if self._shared_auth is not None else authentication(self._principal)
 
     def _translate(self, error: Exception, what: str) -> ServiceError:
         return translate(error, what, SP_SETTINGS if self._principal else MI_SETTINGS)
@@ -96,6 +120,36 @@ class AzureMLWorkspace:
 
 def _already_read() -> None:
     """Stands in for ComputeInstance.refresh_state right after the adapter's own read."""
+
+
+class AzureMLAuthCredential:
+    """An azureml-core auth object as an azure-core `TokenCredential` for ARM, so that the ARM listing of
+    workspaces (shared.arm_directory) uses the run's one sign-in. Only ARM tokens: azureml-core's auth
+    has one token for ARM, whatever scope is asked. `credential_settings` name what to fix if it fails."""
+
+    def __init__(self, auth, credential_settings: tuple[str, ...]):
+        self._auth = auth
+        self._credential_settings = credential_settings
+
+    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
+        if not scopes or not set(scopes) <= ARM_SCOPES:
+            raise ValueError(f"azureml-core's authentication gives ARM tokens only, not {scopes}")
+        try:
+            header = self._auth.get_authentication_header()  # its cached token, or a new sign-in
+        except Exception as error:
+            raise translate(error, "signing in", self._credential_settings) from error
+        token = header["Authorization"].partition(" ")[2]
+        return AccessToken(token, _expires_on(token))
+
+
+def _expires_on(token: str) -> int:
+    """The JWT's `exp` (read, not verified: the token is only passed on to ARM). Unreadable: now, so
+    the caller asks again next time (azureml-core answers from its own cache)."""
+    try:
+        payload = token.split(".")[1]
+        return int(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return int(time.time())
 
 
 # Azure AD error codes -> the App Settings that most likely hold the mistake.
@@ -127,12 +181,16 @@ def translate(error: Exception, what: str, credentials: tuple[str, ...]) -> Serv
         return CredentialsError(SERVICE, f"{what}: Azure AD does not know the tenant", ("tenant_id",))
     if status in (401, 403) or "AuthenticationError" in type(error).__name__:
         return CredentialsError(SERVICE, f"{what}: access denied (HTTP {status})", credentials)
+    if "AuthorizationFailed" in text:  # the workspace GET refused: azureml-core quotes ARM's error code only
+        return CredentialsError(
+            SERVICE, f"{what}: access denied (HTTP 403, AuthorizationFailed)", credentials
+        )
     if "don't have access to" in text and "subscription" in text:
         return NotFoundError(
-            SERVICE, f"{what}: subscription not found or not accessible (check subscription_id)"
+            SERVICE, f"{what}: its subscription is not found or not accessible ({WORKSPACE_HINT})"
         )
     if status == 404 or "not found" in text.lower():
-        return NotFoundError(SERVICE, f"{what}: not found (check {', '.join(WORKSPACE_SETTINGS)})")
+        return NotFoundError(SERVICE, f"{what}: not found ({WORKSPACE_HINT})")
     if status in (408, 429) or (status is not None and status >= 500):
         return TransientServiceError(SERVICE, f"{what}: HTTP {status}", _retry_after(text))
     return ServiceError(SERVICE, f"{what}: {_first_line(text)}")

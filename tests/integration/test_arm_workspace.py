@@ -172,7 +172,7 @@ def test_a_token_about_to_expire_is_replaced_and_a_good_one_reused(standins):
 
 def test_importing_the_adapter_never_imports_azureml():
     code = (
-        "import sys, shared.arm_workspace, shared.arm_client, shared.arm_errors\n"
+        "import sys, shared.arm_workspace, shared.arm_client, shared.arm_errors, shared.arm_directory\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('azureml', 'msrest', 'msrestazure'))\n"
         "assert not loaded, loaded\n"
     )

@@ -126,8 +126,12 @@ def test_a_deployment_on_the_modern_adapters_never_imports_the_old_sdks():
     script = (
         "import sys\n"
         "from shared import app\n"
+        "from shared.adapters import AdapterFactory\n"
+        "from shared.settings import load_settings\n"
         "the_app = app.bootstrap()\n"
-        "built = [type(the_app.workspace).__name__, type(the_app.ledger).__name__, type(the_app.mailer).__name__]\n"
+        "factory = AdapterFactory(load_settings())  # what a run of many workspaces builds besides\n"
+        "more = [factory.workspace('9d8c7b6a-0000-4000-8000-000000000002', 'rg-2', 'ws-2'), factory.directory()]\n"
+        "built = [type(a).__name__ for a in (the_app.workspace, *more, the_app.ledger, the_app.mailer)]\n"
         "old = [m for m in ('azureml', 'azure.cosmosdb', 'sendgrid') if any(n == m or n.startswith(m + '.') for n in sys.modules)]\n"
         "print(built, old)\n"
     )
@@ -140,4 +144,24 @@ def test_a_deployment_on_the_modern_adapters_never_imports_the_old_sdks():
         [sys.executable, "-c", script], cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True,
         timeout=60, check=True,
     )  # fmt: skip
-    assert result.stdout.strip() == "['ArmWorkspace', 'DataTablesLedger', 'AcsMailer'] []"
+    assert result.stdout.strip() == (
+        "['ArmWorkspace', 'ArmWorkspace', 'ArmWorkspaceDirectory', 'DataTablesLedger', 'AcsMailer'] []"
+    )
+
+
+def test_every_workspace_of_a_run_and_the_listing_share_one_arm_client():
+    """compute_api=arm: one client, so one sign-in, one connection pool and one write bucket per
+    subscription for the whole run (the wire tests count the sign-ins: test_workspace_directory.py)."""
+    from shared.adapters import AdapterFactory
+
+    factory = AdapterFactory(Settings.from_environ(environ(compute_api="arm")))
+    sub, other = "9d8c7b6a-0000-4000-8000-000000000001", "9d8c7b6a-0000-4000-8000-000000000002"
+    one, two, three = (
+        factory.workspace(*where)
+        for where in ((sub, "rg", "ws-1"), (sub, "rg-2", "ws-1"), (other, "rg", "ws"))
+    )
+    directory = factory.directory()
+    clients = {id(w._client) for w in (one, two, three)} | {id(directory._client)}
+    assert len(clients) == 1
+    assert one._bucket is two._bucket is one._client.bucket(sub) and three._bucket is not one._bucket
+    assert (one.label, two.label) == ("workspace rg/ws-1", "workspace rg-2/ws-1")
