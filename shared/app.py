@@ -121,13 +121,12 @@ class App:
             lambda c: c.mail_due(now) or c.reminder_due(now, before), _Lazy(self, "directory"), policy
         )
         notices = [WorkspaceNotice(m.calendar, self.workspace_for(m.target), m.to_emails) for m in due]
+        named, calendars = self.estate.single() is None, [m.calendar for m in due]
         return run_both(
             lambda: send_notices(
-                now, notices, options, self.signer, ledger, mailer, policy, failures=failures
+                now, notices, options, self.signer, ledger, mailer, policy, failures=failures, named=named
             ),
-            lambda: remind_everyone(
-                now, [m.calendar for m in due], reminders, self.signer, ledger, mailer, policy
-            ),
+            lambda: remind_everyone(now, calendars, reminders, self.signer, ledger, mailer, policy, named),
         )
 
     def compute_shutdown(self) -> list[SweepReport] | None:
@@ -142,8 +141,9 @@ class App:
         options = SweepOptions(self.settings.dry_run, self.settings.max_parallel)
         workspaces = [(m.calendar, self.workspace_for(m.target)) for m in due]
         return sweep_estate(
-            now, workspaces, _Lazy(self, "ledger"), options, policy, self.monotonic, stop_budget(), failures
-        )
+            now, workspaces, _Lazy(self, "ledger"), options, policy, self.monotonic, stop_budget(), failures,
+            named=self.estate.single() is None,
+        )  # fmt: skip
 
     def cancel_shutdown(self, request: CancelRequest) -> CancelResult:
         return keep_instance_tonight(

@@ -82,7 +82,7 @@ def _summarise(night, zone, dry_run, marked, results, waiting, failures) -> None
     later = ", ".join(sorted(f"{k.until.astimezone(zone):%H:%M}" for k in still))
     failed = ", ".join(f"{name} ({why})" for name, why in failures.items())
     (log.error if failures else log.info)(
-        f"ComputeShutdown for the night of {night.day}, delayed stops: "
+        f"ComputeShutdown for the night of {night.day} in workspace {night.target.label}, delayed stops: "
         f"{'would stop' if dry_run else 'stopped'} {len(acted)}"
         + (f" [{', '.join(acted)}]" if acted else "")
         + f", still delayed {len(still)}"

@@ -35,11 +35,13 @@ def sweep_estate(
     clock: Callable[[], float] = time.monotonic,
     stop_budget: float = STOP_BUDGET,
     failures: dict[str, str] | None = None,
+    named: bool = True,
 ) -> list[SweepReport]:
     """Sweep every workspace that is due; RunFailedError once all are done if any failed (`failures`
-    holds those found before, e.g. entries whose workspaces could not be listed)."""
+    holds those found before, e.g. entries whose workspaces could not be listed). Failures are named
+    with their workspace unless `named` is False (a single-workspace deployment): then a workspace's
+    own error is raised as it is."""
     failures = dict(failures or {})
-    named = len(workspaces) > 1 or bool(failures)
     started = clock()
 
     def sweep(item: tuple[ShutdownCalendar, ComputeWorkspace]) -> SweepReport | None:
@@ -52,7 +54,8 @@ def sweep_estate(
         WORKSPACES_PER_SUBSCRIPTION, stop_budget + LIST_BUDGET,
     )  # fmt: skip
     reports = []
-    for (calendar, _), outcome in outcomes.items():
+    for item in workspaces:  # in the settings' order, whichever finished first
+        calendar, outcome = item[0], outcomes[item]
         label = calendar.target.label
         if isinstance(outcome, SweepReport):
             reports.append(outcome)

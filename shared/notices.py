@@ -70,15 +70,15 @@ def send_shutdown_notices(
 def send_notices(
     now: datetime, due: Sequence[WorkspaceNotice], options: MailOptions, signer: LinkSigner,
     ledger: CancelLedger, mailer: Mailer, policy: RetryPolicy = BACKGROUND, send_budget: float = SEND_BUDGET,
-    failures: dict[str, str] | None = None,
+    failures: dict[str, str] | None = None, named: bool = False,
 ) -> NoticeReport | None:  # fmt: skip
     """Mails whoever is due; raises RunFailedError (after mailing the rest) if anything failed, including
-    the `failures` found before (workspaces that could not be listed)."""
+    the `failures` found before (workspaces that could not be listed). Failures are named with their
+    workspace when `named` (a deployment of several workspaces)."""
     failures = dict(failures or {})
     nights = [(notice, night) for notice in due if (night := notice.calendar.mail_due(now))]
     if not nights:
         return _finish(failures, None)
-    named = len(nights) > 1
 
     def claim_and_list(item) -> Announcement | None:
         notice, night = item
@@ -98,7 +98,8 @@ def send_notices(
         WORKSPACES_PER_SUBSCRIPTION, LIST_BUDGET,
     )  # fmt: skip
     announced: list[Announcement] = []
-    for (_, night), outcome in outcomes.items():
+    for item in nights:  # in the settings' order, whichever finished first
+        night, outcome = item[1], outcomes[item]
         if isinstance(outcome, Exception) and not named and not failures:
             raise outcome  # one workspace: its own error, whose type tells monitoring what happened
         if isinstance(outcome, Exception):
@@ -125,7 +126,7 @@ def send_notices(
         failed = (*a.failures, *(to for to in send_failures if to in a.recipients))
         save_progress(ledger, a.record.progressed(done, failed), policy)
         _summarise(a, options, done, failed)
-    if named:
+    if len(announced) > 1:
         (log.error if failures else log.info)(
             "MailSender total over %d workspace(s): %s %d recipient(s), failed %d",
             len(nights), "would mail" if options.dry_run else "mailed", len(mailed), len(failures),

@@ -34,7 +34,7 @@ class ReminderOptions:
 
 def remind_everyone(
     now: datetime, calendars: Sequence[ShutdownCalendar], options: ReminderOptions, signer: LinkSigner,
-    ledger: CancelLedger, mailer: Mailer, policy: RetryPolicy,
+    ledger: CancelLedger, mailer: Mailer, policy: RetryPolicy, named: bool = False,
 ) -> tuple[str, ...]:  # fmt: skip
     """`send_reminders` for each workspace; one failing never keeps the others' reminders back."""
     reminded: list[str] = []
@@ -43,7 +43,7 @@ def remind_everyone(
         try:
             reminded += send_reminders(now, calendar, options, signer, ledger, mailer, policy)
         except RunFailedError as error:
-            failures.update(_named(calendars, calendar, error.failures))
+            failures.update(_named(named, calendar, error.failures))
         except Exception as error:
             failures[calendar.target.label] = f"reminders not sent: {error}"
             log.error("Reminders for workspace %s: %s", calendar.target.label, error,
@@ -53,8 +53,8 @@ def remind_everyone(
     return tuple(reminded)
 
 
-def _named(calendars, calendar, failures: dict[str, str]) -> dict[str, str]:
-    if len(calendars) == 1:
+def _named(named: bool, calendar, failures: dict[str, str]) -> dict[str, str]:
+    if not named:
         return failures
     return {f"{calendar.target.label}: {name}": why for name, why in failures.items()}
 

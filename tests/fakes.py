@@ -198,3 +198,34 @@ class FakeMailer:
     def to(self, address: str) -> OutgoingMail:
         (mail,) = [m for m in self.sent if m.to == address]
         return mail
+
+
+class FakeDirectory:
+    """ARM's listing of workspaces: `ids` are workspace ARM ids; `errors[(sub, rg)]` is raised for a listing."""
+
+    def __init__(self, *ids: str):
+        self.ids = list(ids)
+        self.calls: list[tuple[str, str | None]] = []
+        self.errors: dict[tuple[str, str | None], Exception] = {}
+
+    def list_workspaces(self, subscription_id: str, resource_group: str | None = None) -> list[str]:
+        self.calls.append((subscription_id, resource_group))
+        if (subscription_id, resource_group) in self.errors:
+            raise self.errors[(subscription_id, resource_group)]
+
+        def inside(workspace: str) -> bool:
+            parts = workspace.lower().split("/")
+            return parts[2] == subscription_id.lower() and parts[4] == (resource_group or parts[4]).lower()
+
+        return [i for i in self.ids if inside(i)]
+
+
+def workspace_id(subscription_id: str, resource_group: str, name: str) -> str:
+    return (
+        f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+        f"/providers/Microsoft.MachineLearningServices/workspaces/{name}"
+    )
+
+
+SINGLE_WORKSPACE_OFF = {"subscription_id": None, "resource_group": None, "aml_workspace": None,
+                        "aml_compute_instance": None}  # fmt: skip
