@@ -93,7 +93,9 @@ class AdapterFactory:
             if self._azureml_auth is None:
                 from .azureml_workspace import authentication
 
-                self._azureml_auth = authentication(self.principal())
+                self._azureml_auth = authentication(
+                    self.principal(), self.settings.adapters.managed_identity_client_id
+                )
             return self._azureml_auth
 
     @property

@@ -8,13 +8,11 @@ Tests call `bootstrap(settings, workspace=..., ledger=..., mailer=..., clock=...
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import ParamSpec, TypeVar
 
 from . import redaction
 from .adapters import AdapterFactory
@@ -22,6 +20,7 @@ from .cancellation import CancelRequest, CancelResult, keep_instance_tonight
 from .domain import WorkspaceTarget
 from .estate import Estate, Managed, Scope
 from .estate_sweep import sweep_estate
+from .guards import no_secret_escapes, run_both
 from .host_config import stop_budget
 from .links import CancelGrant, LinkSigner, unmanaged
 from .notices import MailOptions, NoticeReport, WorkspaceNotice, send_notices
@@ -33,26 +32,6 @@ from .shutdown_calendar import ShutdownCalendar
 from .sweep import SweepOptions, SweepReport
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _no_secret_escapes(run: Callable[P, R]) -> Callable[P, R]:
-    """Whatever leaves a use case leaves it masked: the Functions worker reports an escaping exception
-    (text, traceback, cause chain) itself, past the log-record factory."""
-
-    @functools.wraps(run)
-    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return run(*args, **kwargs)
-        except Exception as error:
-            masked = redaction.scrub(error)
-            if masked is error:
-                raise
-        # Raised outside the except block, so not even a hidden __context__ leads back to the original.
-        raise masked
-
-    return guarded
 
 
 class App:
@@ -159,23 +138,6 @@ class App:
         return managed.calendar
 
 
-def run_both(first: Callable[[], R], second: Callable[[], object]) -> R:
-    """Run both; once both have run, re-raise the first's error (or the second's)."""
-    errors: list[Exception] = []
-    result = None
-    try:
-        result = first()
-    except Exception as error:
-        errors.append(error)
-    try:
-        second()
-    except Exception as error:
-        errors.append(error)
-    if errors:
-        raise errors[0]
-    return result
-
-
 class _Lazy:
     """Stands for an adapter and builds it on its first call, so a tick that does nothing builds nothing."""
 
@@ -219,16 +181,16 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@_no_secret_escapes
+@no_secret_escapes
 def run_mail_sender() -> NoticeReport | None:
     return bootstrap().mail_sender()
 
 
-@_no_secret_escapes
+@no_secret_escapes
 def run_compute_shutdown() -> list[SweepReport] | None:
     return bootstrap().compute_shutdown()
 
 
-@_no_secret_escapes
+@no_secret_escapes
 def run_cancel_shutdown(request: CancelRequest) -> CancelResult:
     return bootstrap().cancel_shutdown(request)

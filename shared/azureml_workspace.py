@@ -21,6 +21,7 @@ import time
 import requests
 from azure.core.credentials import AccessToken
 
+from .arm_client import TOKEN_MARGIN
 from .credentials import ServicePrincipal
 from .domain import JOB_RUNNING, RUNNING, Instance, StopOutcome
 from .errors import CredentialsError, NotFoundError, ServiceError, TransientServiceError
@@ -43,11 +44,30 @@ ARM_SCOPES = frozenset(
 )
 
 
-def authentication(principal: ServicePrincipal | None):
-    """The azureml-core auth object for a run: the service principal, else the managed identity."""
+def authentication(principal: ServicePrincipal | None, managed_identity_client_id: str | None = None):
+    """The azureml-core auth object for a run: the service principal, else the managed identity
+    (user-assigned with `managed_identity_client_id`)."""
     if principal is None:
-        return MsiAuthentication()
+        config = {"client_id": managed_identity_client_id} if managed_identity_client_id else {}
+        return RunMsiAuthentication(identity_config=config)
     return ServicePrincipalAuthentication(principal.tenant_id, principal.client_id, principal.secret)
+
+
+class RunMsiAuthentication(MsiAuthentication):
+    """azureml-core's managed identity, signing in once per run: MsiAuthentication asks the identity
+    endpoint for a new ARM token on every call (every workspace, listing and stop), unlike the service
+    principal's auth object, which keeps its token."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._token_lock = threading.Lock()
+        self._arm_token: str | None = None
+
+    def _get_arm_token(self):
+        with self._token_lock:
+            if self._arm_token is None or _expires_on(self._arm_token) - time.time() < TOKEN_MARGIN:
+                self._arm_token = super()._get_arm_token()
+            return self._arm_token
 
 
 class AzureMLWorkspace:
