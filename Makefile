@@ -5,10 +5,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: help venv lock node test test-py312 unit integration browser screenshots lint format bench run clean
+.PHONY: help venv lock node test test-py312 unit integration browser screenshots lint format bench run check clean
 
 help:
 	@echo "make run          serve the app locally (demo stand-ins unless local.settings.json exists); PORT=7181, ARGS=..."
+	@echo "make check        preflight: what tonight would do with these settings; sends, stops, writes nothing"
 	@echo "make test         unit + integration (+ browser, when Chromium is installed) tests"
 	@echo "make test-py312   unit + integration tests on Python 3.12"
 	@echo "make unit         unit tests only (no Node, no network)"
@@ -86,6 +87,10 @@ PORT = 7071
 ARGS =
 run: venv node
 	$(PY) -m devhost --port $(PORT) $(ARGS)
+
+# The preflight: local.settings.json (or the environment) checked against Azure with reads only.
+check: venv
+	$(PY) -m devhost.check $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -25,6 +25,7 @@ from .host_config import stop_budget
 from .links import CancelGrant, LinkSigner, unmanaged
 from .notices import MailOptions, NoticeReport, WorkspaceNotice, send_notices
 from .ports import CancelLedger, ComputeWorkspace, Mailer, WorkspaceDirectory
+from .preflight import Preflight, preflight
 from .reminders import ReminderOptions, remind_everyone
 from .retry import BACKGROUND, INTERACTIVE, RetryPolicy
 from .settings import Settings, load_settings
@@ -122,6 +123,13 @@ class App:
         return sweep_estate(
             now, workspaces, _Lazy(self, "ledger"), options, policy, self.monotonic, stop_budget(), failures,
             named=self.estate.single() is None,
+        )  # fmt: skip
+
+    def preflight(self) -> Preflight:
+        """What tonight would do, for every workspace the settings name: reads only."""
+        return preflight(
+            self.clock(), self.estate, _Lazy(self, "directory"), self.workspace_for, _Lazy(self, "ledger"),
+            self.settings.notify_instance_owner, self._policy(BACKGROUND),
         )  # fmt: skip
 
     def cancel_shutdown(self, request: CancelRequest) -> CancelResult:
