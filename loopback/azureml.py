@@ -261,9 +261,10 @@ class AzureMLStandIn:
         created_by: str = "alice@contoso.com",
         compute_type: str = "ComputeInstance",
         tags: dict[str, str] | None = None,
+        vm_size: str = "STANDARD_DS3_V2",
     ) -> None:
         """:meth:`StandInWorkspace.seed` on the default workspace."""
-        self._default.seed(name, state, created_by, compute_type, tags)
+        self._default.seed(name, state, created_by, compute_type, tags, vm_size)
 
     def instance(self, name: str) -> str:
         """Current state of a compute of the default workspace. KeyError if unknown."""
@@ -686,7 +687,14 @@ class AzureMLStandIn:
                     "operationTrigger": "User",
                 }
             properties = p.compute_instance_properties(
-                c.name, ws.region, c.state, c.created_by, c.object_id, self.tenant_id, last_operation
+                c.name,
+                ws.region,
+                c.state,
+                c.created_by,
+                c.object_id,
+                self.tenant_id,
+                last_operation,
+                c.vm_size,
             )
         else:
             properties = p.aml_compute_properties(c.modified_on)

@@ -216,9 +216,10 @@ def compute_instance_properties(
     object_id: str,
     tenant_id: str,
     last_operation: dict | None,
+    vm_size: str = "STANDARD_DS3_V2",
 ) -> dict[str, Any]:
     return {
-        "vmSize": "STANDARD_DS3_V2",
+        "vmSize": vm_size,
         "subnet": None,
         "applicationSharingPolicy": "Personal",
         "sshSettings": {

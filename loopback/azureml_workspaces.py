@@ -43,6 +43,7 @@ class Compute:
     operation_id: str | None = None
     last_operation: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    vm_size: str = "STANDARD_DS3_V2"
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,10 @@ class StandInWorkspace:
         created_by: str = "alice@contoso.com",
         compute_type: str = "ComputeInstance",
         tags: dict[str, str] | None = None,
+        vm_size: str = "STANDARD_DS3_V2",
     ) -> None:
-        """Add (or replace) a compute; ``created_by`` is the creator's UPN (``createdBy.userName``).
+        """Add (or replace) a compute; ``created_by`` is the creator's UPN (``createdBy.userName``);
+        ``vm_size`` its ``properties.properties.vmSize``, as Azure ML spells sizes (capitals).
 
         ``tags`` are the compute's ARM tags (name -> value), served as the top-level ``"tags"`` of every
         representation of it: list pages and single GET, on the ARM and the regional host.
@@ -118,7 +121,15 @@ class StandInWorkspace:
         object_id = str(uuid.uuid5(uuid.NAMESPACE_URL, created_by))
         with self._lock:
             self.computes[name] = Compute(
-                name, compute_type, state, created_by, now, now, object_id, tags=dict(tags or {})
+                name,
+                compute_type,
+                state,
+                created_by,
+                now,
+                now,
+                object_id,
+                tags=dict(tags or {}),
+                vm_size=vm_size,
             )
 
     def instance(self, name: str) -> str:

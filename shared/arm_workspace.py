@@ -117,4 +117,6 @@ def _instance(compute: dict) -> Instance:
         state=str(inner.get("state") or properties.get("provisioningState") or "Unknown"),
         owner=created_by.get("userName") or None,
         tags=tuple((str(k), str(v)) for k, v in tags.items()) if isinstance(tags, dict) else (),
+        size=str(inner.get("vmSize") or "") or None,
+        region=str(compute.get("location") or properties.get("computeLocation") or "") or None,
     )

@@ -99,7 +99,11 @@ class AzureMLWorkspace:
             raise self._translate(error, f"listing compute instances in {self.label}") from error
         instances = [c for c in computes if isinstance(c, ComputeInstance)]
         self._computes = {c.name: c for c in instances}
-        return [Instance(c.name, _state(c), _owner(c), _tags(c)) for c in instances]
+        return [
+            Instance(c.name, _state(c), _owner(c), _tags(c), getattr(c, "vm_size", None) or None,
+                     getattr(c, "location", None) or None)
+            for c in instances
+        ]  # fmt: skip
 
     def stop(self, name: str) -> StopOutcome:
         compute = self._computes.get(name)

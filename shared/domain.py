@@ -30,6 +30,8 @@ class Instance:
     state: str
     owner: str | None = None  # properties.createdBy.userName; an e-mail address for AAD users
     tags: tuple[tuple[str, str], ...] = ()  # Azure tags, as (name, value) pairs
+    size: str | None = None  # the VM size (properties.properties.vmSize), which sets its price
+    region: str | None = None  # the Azure region it runs in (location), which sets it too
 
     def tag(self, name: str) -> str | None:
         """The value of tag `name`; Azure tag names compare without case."""

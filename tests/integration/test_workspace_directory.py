@@ -204,3 +204,15 @@ def test_azureml_cores_token_is_lent_for_arm_only(standins):
     assert token.token == auth.get_authentication_header()["Authorization"].split()[1]  # the same, cached
     assert token.expires_on > time.time() + 3000  # read from the JWT: the stand-in's live an hour
     assert standins.count(service="aad", method="POST") == 1
+
+
+def test_both_compute_clients_report_each_instances_size_and_region(factory, standins):
+    """The size and region set an instance's price (the morning-after report's savings)."""
+    aml = standins.azureml
+    aml.seed("ci-small", vm_size="STANDARD_DS3_V2")
+    us = aml.add_workspace(aml.subscription_id, "rg-us", "ws-us", region="eastus")
+    us.seed("ci-gpu", vm_size="STANDARD_NC6S_V3")
+    here = factory.workspace(aml.subscription_id, aml.resource_group, aml.workspace).list_instances()
+    there = factory.workspace(aml.subscription_id, "rg-us", "ws-us").list_instances()
+    assert [(i.name, i.size, i.region) for i in here] == [("ci-small", "STANDARD_DS3_V2", "westeurope")]
+    assert [(i.name, i.size, i.region) for i in there] == [("ci-gpu", "STANDARD_NC6S_V3", "eastus")]
