@@ -72,5 +72,27 @@ class CancelLedger(Protocol):
         ...
 
 
+class PriceList(Protocol):
+    """VM list prices (the Azure Retail Prices API), for the savings in the morning-after report."""
+
+    def hourly_price(self, region: str, size: str, currency: str) -> float | None:
+        """The Linux pay-as-you-go price per hour of `size` in `region`, or None if none is listed."""
+        ...
+
+
+class PriceCache(Protocol):
+    """Prices kept in Table Storage, so that each (region, size, currency) is asked for once a week."""
+
+    def cached_price(self, region: str, size: str, currency: str) -> tuple[float | None, datetime] | None:
+        """The price stored for these, and when it was fetched; None if none is stored."""
+        ...
+
+    def cache_price(
+        self, region: str, size: str, currency: str, price: float | None, fetched_at: datetime
+    ) -> None:
+        """Store (or replace) a price; None records that the API lists none for them."""
+        ...
+
+
 class Mailer(Protocol):
     def send(self, mail: OutgoingMail) -> None: ...
