@@ -15,8 +15,9 @@ from .decisions import opt_outs
 from .domain import Keep, Night, NightRecord, StopOutcome
 from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
+from .night_rows import ROWS, record_delayed_stops
 from .nightly import LEASE, SWEEP, save_progress
-from .ports import CancelLedger, ComputeWorkspace
+from .ports import CancelLedger, ComputeWorkspace, PriceList
 from .retry import Backpressure, RetryPolicy
 from .stopping import stop_while_fresh
 
@@ -35,7 +36,7 @@ def pending_delays(record: NightRecord, keeps: dict[str, Keep]) -> list[Keep]:
 
 def stop_delayed(
     now, night: Night, calendar, workspace: ComputeWorkspace, ledger: CancelLedger, options, policy: RetryPolicy,
-    clock, budget: float,
+    clock, budget: float, prices: PriceList | None = None,
 ) -> NightRecord | None:  # fmt: skip
     """One tick of a waiting night. Raises RunFailedError (after doing the rest) if anything failed."""
     record = policy.call(lambda: ledger.claim(night, SWEEP, now, LEASE), "claiming the night's delayed stops")
@@ -60,6 +61,12 @@ def stop_delayed(
                 log.error("Could not stop %s: %s", name, result, exc_info=traceback_if_bug(result))
             else:
                 handled.append(name)  # stopped, not running any more, or busy: done with it tonight
+        stopped = [name for name, result in results.items() if result is StopOutcome.STOPPED]
+        try:
+            record_delayed_stops(now, night, stopped, calendar, ledger, options, prices, policy)
+        except Exception as error:  # the stops stand; the report's rows of them do not
+            failures[ROWS] = str(error)
+            log.error("Could not store %s: %s", ROWS, error, exc_info=traceback_if_bug(error))
     except Exception as error:
         failures.setdefault("the delayed stops", str(error))
         save_progress(ledger, _progress(record, handled, failures, True), policy, after_error=True)

@@ -8,10 +8,23 @@ Every method raises only errors from shared.errors.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Protocol
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
-from .domain import Cancellation, Instance, Keep, Night, NightRecord, OutgoingMail, StopOutcome
+from .domain import (
+    Cancellation,
+    Instance,
+    Keep,
+    Night,
+    NightRecord,
+    OutgoingMail,
+    StopOutcome,
+    WorkspaceTarget,
+)
+
+if TYPE_CHECKING:
+    from .outcomes import InstanceNight
 
 
 class ComputeWorkspace(Protocol):
@@ -69,6 +82,14 @@ class CancelLedger(Protocol):
 
     def save(self, record: NightRecord) -> NightRecord:
         """Store progress over the version claimed; LostClaimError if another tick took over since."""
+        ...
+
+    def record_outcomes(self, night: Night, rows: Sequence[InstanceNight]) -> None:
+        """Store (or replace) what happened to each of these instances on the night."""
+        ...
+
+    def outcomes(self, target: WorkspaceTarget, first: date, last: date) -> dict[date, list[InstanceNight]]:
+        """Every row stored for the workspace's nights from `first` to `last` (inclusive), by night."""
         ...
 
 

@@ -15,14 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from datetime import time as wall_time
 
 from .decisions import ShutdownPlan, opt_outs, plan_shutdown
 from .delayed_stops import pending_delays, stop_delayed
 from .domain import Night, NightRecord, StopOutcome
 from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
+from .night_rows import record_night
 from .nightly import LEASE, SWEEP, audit_missed, record_missed, save_progress
-from .ports import CancelLedger, ComputeWorkspace
+from .ports import CancelLedger, ComputeWorkspace, PriceList
 from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
 from .stopping import FRESH_FOR, stop_while_fresh
@@ -37,6 +39,8 @@ __all__ = ["FRESH_FOR", "SweepOptions", "SweepReport", "stop_unclaimed_instances
 class SweepOptions:
     dry_run: bool = False
     max_parallel: int = 16
+    workday_start: wall_time = wall_time(8, 0)  # a stop's saving counts until then, on the next working day
+    currency: str = "USD"
 
 
 def stop_unclaimed_instances(
@@ -48,13 +52,14 @@ def stop_unclaimed_instances(
     policy: RetryPolicy = BACKGROUND,
     clock: Callable[[], float] = time.monotonic,
     stop_budget: float = STOP_BUDGET,
+    prices: PriceList | None = None,
 ) -> SweepReport | None:
     """One workspace's tick (see `sweep_workspace`), as a single-workspace run: a skipped day is logged,
     and RunFailedError is raised (after stopping the rest) if anything failed."""
     skipped = calendar.skipped(now)
     if skipped:
         log.info("ComputeShutdown: no shutdown on %s: %s", *skipped)
-    report = sweep_workspace(now, calendar, workspace, ledger, options, policy, clock, stop_budget)
+    report = sweep_workspace(now, calendar, workspace, ledger, options, policy, clock, stop_budget, prices)
     if report is not None and report.failures:
         raise RunFailedError("ComputeShutdown", report.failures)
     return report
@@ -69,6 +74,7 @@ def sweep_workspace(
     policy: RetryPolicy = BACKGROUND,
     clock: Callable[[], float] = time.monotonic,
     stop_budget: float = STOP_BUDGET,
+    prices: PriceList | None = None,
 ) -> SweepReport | None:
     """Sweeps the workspace's night that is due, if any, and returns what it did, failures included.
     Raises RunFailedError for a missed night or failed delayed stops, and the error that kept it from
@@ -84,7 +90,7 @@ def sweep_workspace(
         raise
     if record is not None and record.finished:
         return None  # a later tick of a finished night: one read, nothing logged
-    args = (night, calendar, workspace, ledger, options, policy, clock, stop_budget)
+    args = (night, calendar, workspace, ledger, options, policy, clock, stop_budget, prices)
     swept = record is not None and (
         record.state == "waiting" or (record.kept is not None and not calendar.main_sweep_open(night, now))
     )
@@ -101,7 +107,7 @@ def sweep_workspace(
 
 
 def _main_sweep(
-    now, night, calendar, workspace, ledger, options, policy, clock, stop_budget
+    now, night, calendar, workspace, ledger, options, policy, clock, stop_budget, prices
 ) -> SweepReport | None:
     try:
         record = policy.call(lambda: ledger.claim(night, SWEEP, now, LEASE), "claiming the night's sweep")
@@ -122,6 +128,7 @@ def _main_sweep(
         raise
     waiting = bool(pending_delays(record, keeps))
     save_progress(ledger, record.progressed(report.stopped, tuple(report.failures), waiting), policy)
+    report = record_night(now, report, keeps, calendar, ledger, options, prices, policy, record.done)
     (log.error if report.failures else log.info)(report.summary())
     return replace(report, delays_due=any(k.due(now) for k in pending_delays(record, keeps)))
 

@@ -23,6 +23,8 @@ class SweepReport:
     dry_run: bool = False
     delayed: tuple[str, ...] = ()  # local stop times of the kept instances somebody chose to stop later
     delays_due: bool = False  # some of those times have come already (a late sweep)
+    rows: tuple = ()  # what happened to each instance (shared.outcomes.InstanceNight), priced
+    currency: str = "USD"
 
     def counts(self) -> Counter:
         def count(outcome: StopOutcome) -> int:
@@ -44,7 +46,7 @@ class SweepReport:
         if self.dry_run:
             counts = Counter({("would stop" if k == "stopped" else k): v for k, v in counts.items()})
         where = f"ComputeShutdown for the night of {self.night.day} in workspace {self.night.target.label}"
-        return f"{where}: {_listing(counts, self.failures, self.delayed)}"
+        return f"{where}: {_listing(counts, self.failures, self.delayed)}{_saving([self], self.currency)}"
 
 
 def total_line(
@@ -57,7 +59,21 @@ def total_line(
     counts["failed"] = len(failures)
     if dry_run:
         counts = Counter({("would stop" if k == "stopped" else k): v for k, v in counts.items()})
-    return f"ComputeShutdown total over {workspaces} workspace(s): {_listing(counts, failures, ())}"
+    reports = list(reports)
+    currency = reports[0].currency if reports else "USD"
+    listing = _listing(counts, failures, ()) + _saving(reports, currency)
+    return f"ComputeShutdown total over {workspaces} workspace(s): {listing}"
+
+
+def _saving(reports: list[SweepReport], currency: str) -> str:
+    """`, saving 12.34 USD` (`+ 5.5 h unpriced` for stops without a price): the night's estimate."""
+    rows = [row for report in reports for row in report.rows]
+    if not rows or any(report.dry_run for report in reports):
+        return ""
+    from .outcomes import total_saving  # outcomes builds on this module
+
+    money, unpriced, _ = total_saving(rows)
+    return f", saving {money:.2f} {currency}" + (f" + {unpriced:g} h unpriced" if unpriced else "")
 
 
 def _listing(counts: Counter, failures: dict[str, str], delayed: tuple[str, ...]) -> str:

@@ -6,7 +6,7 @@ import itertools
 import threading
 from collections import defaultdict
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from shared.domain import Cancellation, Instance, Keep, Night, NightRecord, OutgoingMail, StopOutcome
 from shared.errors import LostClaimError
@@ -90,6 +90,7 @@ class FakeLedger:
         self.records: dict[tuple[str, str], Cancellation] = {}  # (night key, instance lower) -> last click
         self.keeps: dict[tuple[str, str], Keep] = {}  # (night key, instance lower) -> keep in force
         self.nights: dict[tuple[str, str], NightRecord] = {}  # (night key, kind) -> record
+        self.rows: dict = {}  # (night key, instance lower) -> InstanceNight: the report's rows
         self.queries: list[str] = []
         self.record_calls = 0
         self.calls = 0
@@ -176,6 +177,22 @@ class FakeLedger:
             saved = replace(record, version=str(next(self._versions)))
             self.nights[(record.night_key, record.kind)] = saved
             return saved
+
+    def record_outcomes(self, night: Night, rows) -> None:
+        with self._lock:
+            self._call()
+            for row in rows:
+                self.rows[(night.key, row.instance.lower())] = row
+
+    def outcomes(self, target, first, last) -> dict:
+        with self._lock:
+            self._call()
+            found: dict = {}
+            for (key, _), row in self.rows.items():
+                prefix, _, day = key.rpartition("|")
+                if prefix == target.key and first.isoformat() <= day <= last.isoformat():
+                    found.setdefault(date.fromisoformat(day), []).append(row)
+            return found
 
     def kept_names(self) -> set[str]:
         return {k.instance for k in self.keeps.values()}
