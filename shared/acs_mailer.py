@@ -122,13 +122,20 @@ class AcsMailer:
 
     def message(self, mail: OutgoingMail) -> dict[str, Any]:
         """The body of `POST /emails:send` for one mail."""
-        return {
+        message = {
             "senderAddress": self.sender_address,
             "recipients": {"to": [{"address": mail.to}]},
             "content": {"subject": mail.subject, "plainText": mail.text, "html": mail.html},
             # Engagement tracking would rewrite each signed link through ACS's redirector (and its scanners).
             "userEngagementTrackingDisabled": True,
         }
+        if mail.attachments:
+            message["attachments"] = [
+                {"name": a.filename, "contentType": a.content_type,
+                 "contentInBase64": base64.b64encode(a.content).decode("ascii")}
+                for a in mail.attachments
+            ]  # fmt: skip
+        return message
 
     def send(self, mail: OutgoingMail) -> None:
         polling = _BoundedPolling(self._poll_interval, time.monotonic() + self._max_wait)

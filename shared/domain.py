@@ -211,9 +211,17 @@ def _printable(text: str, limit: int) -> str:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # e.g. "text/csv"
+    content: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class OutgoingMail:
     to: str
     subject: str
     text: str
     html: str
     instances: tuple[str, ...] = field(default=())  # for logs and reports only
+    attachments: tuple[Attachment, ...] = ()

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from urllib.error import URLError
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import ClickTracking, Content, Email, Mail, To, TrackingSettings
+from sendgrid.helpers.mail import (
+    Attachment,
+    ClickTracking,
+    Content,
+    Disposition,
+    Email,
+    FileContent,
+    FileName,
+    FileType,
+    Mail,
+    To,
+    TrackingSettings,
+)
 
 from .domain import OutgoingMail
 from .errors import CredentialsError, ServiceError, TransientServiceError
@@ -31,6 +44,15 @@ class SendGridMailer:
         message = Mail(from_email=self._sender, to_emails=To(mail.to), subject=mail.subject)
         message.add_content(Content("text/plain", mail.text))
         message.add_content(Content("text/html", mail.html))
+        for attached in mail.attachments:
+            message.add_attachment(
+                Attachment(
+                    FileContent(base64.b64encode(attached.content).decode("ascii")),
+                    FileName(attached.filename),
+                    FileType(attached.content_type),
+                    Disposition("attachment"),
+                )
+            )
         # Click tracking would route each signed link through SendGrid's redirector (and its scanners).
         message.tracking_settings = TrackingSettings(click_tracking=ClickTracking(False, False))
         try:

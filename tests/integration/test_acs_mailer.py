@@ -13,6 +13,7 @@ import logging
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 
 from shared.acs_mailer import IDENTITY_SETTINGS, AcsMailer
-from shared.domain import OutgoingMail
+from shared.domain import Attachment, OutgoingMail
 from shared.errors import CredentialsError, ServiceError, TransientServiceError
 from shared.retry import RetryPolicy
 
@@ -351,3 +352,13 @@ def test_importing_the_adapter_imports_no_other_mail_or_compute_sdk():
         [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_attachment_goes_out_in_base64_as_the_spec_describes(standins):
+    report = b"night,workspace,instance,saving\n2026-11-24,ws,ci-alice,3.31\n"
+    mail = replace(a_mail(), attachments=(Attachment("report-2026-11.csv", "text/csv", report),))
+    keyed(standins).send(mail)
+    (sent,) = standins.acs.mails_to("alice@contoso.com")
+    (attached,) = sent["attachments"]
+    assert (attached["name"], attached["contentType"]) == ("report-2026-11.csv", "text/csv")
+    assert base64.b64decode(attached["contentInBase64"]) == report

@@ -1,10 +1,11 @@
 """Failure paths on the wire: what Azure AD, ARM, SendGrid and Table Storage really answer."""
 
+import base64
 import logging
 
 import pytest
 
-from shared.domain import OutgoingMail
+from shared.domain import Attachment, OutgoingMail
 from shared.errors import CredentialsError, NotFoundError, RunFailedError, ServiceError, TransientServiceError
 from shared.sendgrid_mailer import SendGridMailer
 
@@ -138,3 +139,18 @@ def test_ledger_down_at_click_time_is_a_retry_page(wire, caplog):
     assert response.status_code == 503 and "try again in a minute" in body and ">Try again</button>" in body
     wire.azurite.start()
     assert wire.click("POST", link).status_code == 200 and len(wire.ledger()) == 1
+
+
+def test_a_sendgrid_attachment_is_valid_against_its_schema_and_arrives_intact(standins):
+    report = b"night,instance,saving\n2026-11-24,ci-alice,3.31\n"
+    mail = OutgoingMail("finops@contoso.com", "Report", "text", "<p>html</p>",
+                        attachments=(Attachment("report.csv", "text/csv", report),))  # fmt: skip
+    SendGridMailer(standins.sendgrid.api_key, "noreply@contoso.com").send(mail)
+    (sent,) = standins.sendgrid.outbox
+    (attached,) = sent["attachments"]
+    assert (attached["filename"], attached["type"], attached["disposition"]) == (
+        "report.csv",
+        "text/csv",
+        "attachment",
+    )
+    assert base64.b64decode(attached["content"]) == report
