@@ -1,13 +1,14 @@
 """Everything the real SDKs need to talk to the loopback stand-ins, in one object.
 
-:class:`StandIns` starts the TLS server (AzureML + SendGrid stand-ins behind one port), the
-CONNECT proxy in front of it and the managed-identity endpoint, and tells you the environment that
-routes the SDKs there (:attr:`StandIns.env`; :attr:`StandIns.identity_env` for the identity endpoint,
+:class:`StandIns` starts the TLS server (the AzureML, SendGrid, ACS Email and Retail Prices stand-ins
+behind one port), the CONNECT proxy in front of it and the managed-identity endpoint, and tells you
+the environment that routes the SDKs there (:attr:`StandIns.env`; :attr:`StandIns.identity_env` for the identity endpoint,
 which only a test of the managed identity sets). It is plain Python, usable from pytest fixtures, a
 demo script or a benchmark::
 
     with StandIns() as s:
         s.azureml.seed("ci-alice")
+        s.prices.seed_price("westeurope", "STANDARD_DS3_V2", 0.293)
         os.environ.update(s.env)          # or pass env=... to a subprocess
         ...                               # run code that uses azureml-core / sendgrid / azure-identity
         print(s.traffic.dump())
@@ -31,6 +32,7 @@ from typing import Any
 from .acs import AcsStandIn
 from .azureml import AzureMLStandIn, WriteBuckets
 from .identity import ManagedIdentityStandIn
+from .prices import RetailPricesStandIn
 from .proxy import ConnectProxy
 from .sendgrid import SendGridStandIn
 from .server import StandInServer
@@ -49,11 +51,12 @@ def environ_without_routing(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 class StandIns:
-    """TLS server + CONNECT proxy + both stand-ins. ``start()``/``stop()`` or use as a context manager.
+    """TLS server + CONNECT proxy + the stand-ins. ``start()``/``stop()`` or use as a context manager.
 
     Keyword arguments are passed to the stand-ins: ``azureml={...}`` to :class:`AzureMLStandIn`,
     ``sendgrid={...}`` to :class:`SendGridStandIn` (e.g. ``sendgrid={"outbox_dir": "outbox"}``),
-    ``identity={...}`` to :class:`ManagedIdentityStandIn` (its tenant is the AzureML stand-in's).
+    ``identity={...}`` to :class:`ManagedIdentityStandIn` (its tenant is the AzureML stand-in's),
+    ``prices={...}`` to :class:`RetailPricesStandIn` (``prices.azure.com``, e.g. ``{"page_size": 2}``).
     ``connection_cost``: see the property.
     """
 
@@ -63,6 +66,7 @@ class StandIns:
         sendgrid: dict[str, Any] | None = None,
         identity: dict[str, Any] | None = None,
         connection_cost: float = 0.0,
+        prices: dict[str, Any] | None = None,
     ):
         self.traffic = Traffic()
         self.azureml = AzureMLStandIn(traffic=self.traffic, **(azureml or {}))
@@ -73,6 +77,7 @@ class StandIns:
         self._connection_cost = connection_cost
         self.acs = AcsStandIn(traffic=self.traffic, aad=self.azureml.aad)
         self.acs.accept_tokens_from(self.identity)  # the managed identity mails too
+        self.prices = RetailPricesStandIn(traffic=self.traffic, **(prices or {}))
         self.ca: LoopbackCA | None = None
         self.server: StandInServer | None = None
         self.proxy: ConnectProxy | None = None
@@ -85,7 +90,7 @@ class StandIns:
             self.ca = LoopbackCA()
             self.server = StandInServer(
                 self.ca.server_context(),
-                [self.azureml, self.sendgrid, self.acs],
+                [self.azureml, self.sendgrid, self.acs, self.prices],
                 self.traffic,
                 connection_cost=self._connection_cost,
             )
@@ -170,7 +175,7 @@ class StandIns:
     # ---------------------------------------------------------------- faults and log (shared Traffic)
     @property
     def add_fault(self):
-        """:meth:`Traffic.add_fault` of the shared log. service: None|"aad"|"arm"|"azureml"|"sendgrid"|"identity"|"table"."""
+        """:meth:`Traffic.add_fault` of the shared log. service: None|"aad"|"arm"|"azureml"|"sendgrid"|"acs"|"prices"|"identity"|"table"."""
         return self.traffic.add_fault
 
     @property
@@ -220,12 +225,13 @@ class StandIns:
         return self.azureml.stopped_names()
 
     def reset(self) -> None:
-        """Between tests: no computes, faults, log, outbox, latency, connection cost, write bucket, and
-        the connection counts start at 0; credentials and tokens stay."""
+        """Between tests: no computes, faults, log, outbox, latency, connection cost, write bucket, only
+        the default price catalogue, and the connection counts start at 0; credentials and tokens stay."""
         self.traffic.reset()
         self.azureml.reset()
         self.sendgrid.reset()
         self.acs.reset()
+        self.prices.reset()
         self.connection_cost = 0.0
         if self.server is not None:
             self.server.reset_accepted()

@@ -1,9 +1,9 @@
 """Throw-away PKI for the loopback stand-ins.
 
 The real SDKs refuse plain HTTP and pin well-known host names (``login.microsoftonline.com``,
-``management.azure.com``, ``<region>.api.azureml.ms``, ``api.sendgrid.com``). Instead of patching them,
-we give them a CA they trust through ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE`` and a server
-certificate for those names. Host names nobody planned for (telemetry, new SDK endpoints) get a
+``management.azure.com``, ``<region>.api.azureml.ms``, ``api.sendgrid.com``, ``prices.azure.com``).
+Instead of patching them, we give them a CA they trust through ``REQUESTS_CA_BUNDLE`` /
+``SSL_CERT_FILE`` and a server certificate for those names. Host names nobody planned for (telemetry, new SDK endpoints) get a
 certificate issued on the fly from the SNI name, so the TLS handshake succeeds and the request shows
 up in the request log as a clear 404 instead of an opaque handshake failure on the client side.
 """
@@ -24,6 +24,7 @@ DEFAULT_HOSTS: tuple[str, ...] = (
     "management.azure.com",
     "*.api.azureml.ms",
     "api.sendgrid.com",
+    "prices.azure.com",
     "localhost",
     "127.0.0.1",
 )

@@ -7,7 +7,9 @@ wire: how many requests, which ones, and how many were in flight at the same tim
 
 Service names used throughout: ``"aad"`` (login.microsoftonline.com), ``"arm"``
 (management.azure.com), ``"azureml"`` (``<region>.api.azureml.ms``), ``"sendgrid"``
-(api.sendgrid.com) and ``"unknown"`` (any other host; always answered 404).
+(api.sendgrid.com), ``"acs"`` (``<resource>.communication.azure.com``), ``"prices"``
+(prices.azure.com, the Retail Prices API), ``"identity"`` (the managed-identity endpoint), ``"table"``
+(the gate in front of Azurite) and ``"unknown"`` (any other host; always answered 404).
 """
 
 from __future__ import annotations
