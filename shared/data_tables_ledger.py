@@ -10,7 +10,9 @@ switch between the two loses no keep and no night record:
 - one partition per workspace and night; a keep's RowKey is the instance name in lower case, inserted
   atomically, merged "latest stop time wins" over the ETag that was read (If-Match), retried on a 412;
 - the night's mail run and sweep (RowKey `~mail` / `~sweep`) are claimed with an atomic insert, taken
-  over only once their lease has run out, and saved only over the version claimed.
+  over only once their lease has run out, and saved only over the version claimed;
+- the PriceCache: VM list prices in partition `~prices`, one row per region, size and currency, replaced
+  whole (upsert) on each store.
 On the wire both SDKs write datetimes as Edm.DateTime (azure-data-tables with microseconds,
 azure-cosmosdb-table in whole seconds; each reads the other's) and booleans as JSON booleans
 (Edm.Boolean). Values read come back as plain `datetime`s in UTC, not the SDK's subclass.
@@ -19,10 +21,10 @@ azure-cosmosdb-table in whole seconds; each reads the other's) and booleans as J
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
@@ -41,8 +43,19 @@ from azure.data.tables import TableClient, UpdateMode
 from .domain import Cancellation, Keep, Night, NightRecord
 from .errors import CredentialsError, LostClaimError, ServiceError, TransientServiceError
 from .retry import retry_after_seconds
-from .table_entities import click_entity, keep_entity, keep_from, night_record_from, record_entity
+from .table_entities import (
+    PRICES_PARTITION,
+    click_entity,
+    keep_entity,
+    keep_from,
+    night_record_from,
+    price_entity,
+    price_from,
+    price_key,
+    record_entity,
+)
 
+T = TypeVar("T")
 SERVICE = "Table Storage"
 # Seconds: the sweep must not hang; a click has its own, shorter deadline on top.
 CONNECT_TIMEOUT = 5
@@ -189,16 +202,39 @@ class DataTablesLedger:
     def save(self, record: NightRecord) -> NightRecord:
         return self._update(record, record.version)
 
+    # ------------------------------------------------------------------------------------ prices
+    def cached_price(self, region: str, size: str, currency: str) -> tuple[float | None, datetime] | None:
+        try:
+            entity = self._client.get_entity(PRICES_PARTITION, price_key(region, size, currency))
+        except ResourceNotFoundError:
+            return None  # never cached, or no table yet
+        except AzureError as error:
+            raise self._translate(error, "reading a cached price") from error
+        return price_from(_plain(entity))
+
+    def cache_price(
+        self, region: str, size: str, currency: str, price: float | None, fetched_at: datetime
+    ) -> None:
+        entity = price_entity(region, size, currency, price, fetched_at)
+        try:
+            self._first_write(lambda: self._client.upsert_entity(entity, mode=UpdateMode.REPLACE))
+        except AzureError as error:
+            raise self._translate(error, "caching a price") from error
+
     # ------------------------------------------------------------------------------------ plumbing
     def _insert(self, entity: dict) -> str:
+        return self._first_write(lambda: self._create(entity))
+
+    def _first_write(self, write: Callable[[], T]) -> T:
+        """`write()`, creating the table first if it does not exist yet."""
         try:
-            return self._create(entity)
+            return write()
         except ResourceNotFoundError:
             try:
                 self._client.create_table()  # first write ever
             except ResourceExistsError:
                 pass  # another click or tick created it a moment ago
-            return self._create(entity)
+            return write()
 
     def _create(self, entity: dict) -> str:
         try:

@@ -1,12 +1,19 @@
-"""How keeps and night records look as Table Storage entities, both ways.
+"""How keeps, night records and cached prices look as Table Storage entities, both ways.
 
 Both ledger adapters (table_ledger.py on azure-cosmosdb-table, data_tables_ledger.py on azure-data-tables)
 write and read exactly these shapes, so either reads what the other wrote.
+
+Cached VM prices (the PriceCache port) live in the same table, in their own partition `~prices` (no
+night's key starts with `~`, so they never meet keeps or night records), one row per region, size and
+currency: RowKey `<region>|<size>|<currency>` in lower case, with the characters Table keys may not hold
+(`/ \\ # ?` and control characters) and `%` written as `%xx`. `HourlyPrice` (Edm.Double) is absent and
+`Listed` false when the API lists no price; `FetchedAt` is an Edm.DateTime.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,6 +23,9 @@ from .domain import Cancellation, Keep, NightRecord
 
 MAX_FIELD = 512
 CHUNK = 30_000  # a string property holds at most 32K characters; longer lists continue in Name_1, ...
+PRICES_PARTITION = "~prices"
+# Characters a PartitionKey or RowKey may not hold, and `%`, which escapes them.
+_KEY_UNSAFE = re.compile(r"[/\\#?%\x00-\x1f\x7f-\x9f]")
 
 
 def click_entity(cancellation: Cancellation) -> dict:
@@ -89,3 +99,35 @@ def _joined(entity, name: str) -> tuple[str, ...]:
         parts.append(entity[f"{name}_{n}"])
         n += 1
     return tuple(json.loads("".join(parts)))
+
+
+def price_key(region: str, size: str, currency: str) -> str:
+    """The RowKey of a cached price: `westeurope|standard_ds3_v2|eur`."""
+    text = f"{region}|{size}|{currency}".lower()
+    return _KEY_UNSAFE.sub(lambda m: f"%{ord(m.group()):02x}", text)
+
+
+def price_entity(
+    region: str, size: str, currency: str, price: float | None, fetched_at: datetime
+) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": PRICES_PARTITION,
+        "RowKey": price_key(region, size, currency),
+        "Region": region,
+        "Size": size,
+        "Currency": currency.upper(),
+        "Listed": price is not None,
+        "FetchedAt": fetched_at,
+    }
+    if price is not None:
+        entity["HourlyPrice"] = float(price)
+    return entity
+
+
+def price_from(entity: Mapping[str, Any]) -> tuple[float | None, datetime]:
+    """(price or None, when it was fetched, in UTC) from a cached price's properties."""
+    fetched_at = entity["FetchedAt"].astimezone(UTC)
+    price = entity.get("HourlyPrice")
+    if not entity.get("Listed", price is not None) or price is None:
+        return None, fetched_at
+    return float(getattr(price, "value", price)), fetched_at

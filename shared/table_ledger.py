@@ -5,6 +5,8 @@ One partition per workspace and night, keyed `<subscription>|<resource group>|<w
   any number of clicks leave one record, and the sweep reads the night's keeps with one query;
 - the night's mail run and sweep: RowKey `~mail` / `~sweep` (after every instance name), claimed with an
   atomic insert and updated only over the ETag that was read (If-Match), so two ticks never both win.
+It is also the PriceCache: VM list prices in partition `~prices`, one row per region, size and currency,
+replaced whole on each store (shared/table_entities.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,17 @@ from azure.cosmosdb.table.tableservice import TableService
 
 from .domain import Cancellation, Keep, Night, NightRecord
 from .errors import CredentialsError, LostClaimError, ServiceError, TransientServiceError
-from .table_entities import click_entity, keep_from, record_entity, record_from, with_version
+from .table_entities import (
+    PRICES_PARTITION,
+    click_entity,
+    keep_from,
+    price_entity,
+    price_from,
+    price_key,
+    record_entity,
+    record_from,
+    with_version,
+)
 
 SERVICE = "Table Storage"
 # (connect, read) seconds: the sweep must not hang; a click has its own, shorter deadline on top.
@@ -138,6 +150,30 @@ class TableCancelLedger:
 
     def save(self, record: NightRecord) -> NightRecord:
         return self._update(record, record.version)
+
+    # ------------------------------------------------------------------------------------ prices
+    def cached_price(self, region: str, size: str, currency: str) -> tuple[float | None, datetime] | None:
+        key = price_key(region, size, currency)
+        try:
+            entity = self._service.get_entity(self._table, PRICES_PARTITION, key)
+        except AzureMissingResourceHttpError:
+            return None  # never cached, or no table yet
+        except AzureException as error:
+            raise _translate(error, "reading a cached price") from error
+        return price_from(entity)
+
+    def cache_price(
+        self, region: str, size: str, currency: str, price: float | None, fetched_at: datetime
+    ) -> None:
+        entity = price_entity(region, size, currency, price, fetched_at)
+        try:
+            try:
+                self._service.insert_or_replace_entity(self._table, entity)
+            except AzureMissingResourceHttpError:
+                self._service.create_table(self._table, fail_on_exist=False)  # first write ever
+                self._service.insert_or_replace_entity(self._table, entity)
+        except AzureException as error:
+            raise _translate(error, "caching a price") from error
 
     # ------------------------------------------------------------------------------------ plumbing
     def _insert(self, entity: dict) -> str:

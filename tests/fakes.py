@@ -246,3 +246,60 @@ def workspace_id(subscription_id: str, resource_group: str, name: str) -> str:
 
 SINGLE_WORKSPACE_OFF = {"subscription_id": None, "resource_group": None, "aml_workspace": None,
                         "aml_compute_instance": None}  # fmt: skip
+
+
+class FakePrices:
+    """PriceList: `prices[(region, size)]` (any case) is the hourly price, in whatever currency is asked;
+    a pair not in it is not listed (None). Each call is recorded in `calls`; `errors` are raised by the
+    next calls, in order, and `down` (an exception) by every call while it is set."""
+
+    def __init__(self, prices: dict[tuple[str, str], float | None] | None = None):
+        self.prices = {(r.lower(), s.lower()): p for (r, s), p in (prices or {}).items()}
+        self.calls: list[tuple[str, str, str]] = []
+        self.errors: list[Exception] = []
+        self.down: Exception | None = None
+        self._lock = threading.Lock()
+
+    def set_price(self, region: str, size: str, price: float | None) -> None:
+        self.prices[(region.lower(), size.lower())] = price
+
+    def hourly_price(self, region: str, size: str, currency: str) -> float | None:
+        with self._lock:
+            self.calls.append((region, size, currency))
+            if self.down is not None:
+                raise self.down
+            if self.errors:
+                raise self.errors.pop(0)
+            return self.prices.get((region.lower(), size.lower()))
+
+
+class FakePriceCache:
+    """PriceCache in memory, keyed like the ledgers' rows (region and size without case, the currency in
+    capitals). `reads` counts lookups, `writes` records each store; `errors` are raised by the next calls."""
+
+    def __init__(self):
+        self.entries: dict[tuple[str, str, str], tuple[float | None, datetime]] = {}
+        self.reads = 0
+        self.writes: list[tuple[str, str, str, float | None, datetime]] = []
+        self.errors: list[Exception] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(region: str, size: str, currency: str) -> tuple[str, str, str]:
+        return region.lower(), size.lower(), currency.upper()
+
+    def cached_price(self, region: str, size: str, currency: str) -> tuple[float | None, datetime] | None:
+        with self._lock:
+            self.reads += 1
+            if self.errors:
+                raise self.errors.pop(0)
+            return self.entries.get(self.key(region, size, currency))
+
+    def cache_price(
+        self, region: str, size: str, currency: str, price: float | None, fetched_at: datetime
+    ) -> None:
+        with self._lock:
+            if self.errors:
+                raise self.errors.pop(0)
+            self.writes.append((region, size, currency, price, fetched_at))
+            self.entries[self.key(region, size, currency)] = (price, fetched_at)
