@@ -24,9 +24,10 @@ from .guards import no_secret_escapes, run_both
 from .host_config import stop_budget
 from .links import CancelGrant, LinkSigner, unmanaged
 from .notices import MailOptions, NoticeReport, WorkspaceNotice, send_notices
-from .ports import CancelLedger, ComputeWorkspace, Mailer, WorkspaceDirectory
+from .ports import CancelLedger, ComputeWorkspace, Mailer, PriceList, WorkspaceDirectory
 from .preflight import Preflight, preflight
 from .reminders import ReminderOptions, remind_everyone
+from .report import ReportOptions, send_report
 from .retry import BACKGROUND, INTERACTIVE, RetryPolicy
 from .settings import Settings, load_settings
 from .shutdown_calendar import ShutdownCalendar
@@ -110,20 +111,29 @@ class App:
         )
 
     def compute_shutdown(self) -> list[SweepReport] | None:
-        now, policy = self.clock(), self._policy(BACKGROUND)
+        """The sweeps that are due, then the morning-after report if it is: one failing never keeps the
+        other from running, and the run fails if either did."""
+        s, now, policy = self.settings, self.clock(), self._policy(BACKGROUND)
         for entry, (day, why) in self.estate.skipped(now):
             log.info("ComputeShutdown: no shutdown in %s on %s: %s", entry, day, why)
-        due, failures = self.estate.due(
-            lambda c: c.sweep_due(now) or c.audit_due(now), _Lazy(self, "directory"), policy
+        directory, ledger, prices = _Lazy(self, "directory"), _Lazy(self, "ledger"), _Lazy(self, "prices")
+        options = SweepOptions(s.dry_run, s.max_parallel, s.workday_start, s.currency)
+
+        def sweep() -> list[SweepReport] | None:
+            due, failures = self.estate.due(lambda c: c.sweep_due(now) or c.audit_due(now), directory, policy)
+            if not due and not failures:
+                return None  # the common case: no remote call at all
+            workspaces = [(m.calendar, self.workspace_for(m.target)) for m in due]
+            return sweep_estate(
+                now, workspaces, ledger, options, policy, self.monotonic, stop_budget(), failures,
+                named=self.estate.single() is None, prices=prices,
+            )  # fmt: skip
+
+        report = ReportOptions(s.report_emails, s.currency, s.dry_run)
+        mailer = _Lazy(self, "mailer")
+        return run_both(
+            sweep, lambda: send_report(now, self.estate, report, directory, ledger, mailer, prices, policy)
         )
-        if not due and not failures:
-            return None  # the common case: no remote call at all
-        options = SweepOptions(self.settings.dry_run, self.settings.max_parallel)
-        workspaces = [(m.calendar, self.workspace_for(m.target)) for m in due]
-        return sweep_estate(
-            now, workspaces, _Lazy(self, "ledger"), options, policy, self.monotonic, stop_budget(), failures,
-            named=self.estate.single() is None,
-        )  # fmt: skip
 
     def preflight(self) -> Preflight:
         """What tonight would do, for every workspace the settings name: reads only."""
@@ -164,6 +174,7 @@ def bootstrap(
     directory: WorkspaceDirectory | None = None,
     ledger: CancelLedger | None = None,
     mailer: Mailer | None = None,
+    prices: PriceList | None = None,
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
@@ -181,6 +192,7 @@ def bootstrap(
         "directory": lambda: directory if directory is not None else build.directory(),
         "ledger": lambda: ledger if ledger is not None else build.ledger(),
         "mailer": lambda: mailer if mailer is not None else build.mailer(),
+        "prices": lambda: prices if prices is not None else build.prices(),
     }
     return App(settings, adapters, clock or _utc_now, sleep, monotonic)
 

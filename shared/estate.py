@@ -138,6 +138,15 @@ class Estate:
                     found.append(managed)
         return found, failures
 
+    def calendars(self) -> list[ShutdownCalendar]:
+        """One calendar per entry (a `*` entry's stands for every workspace behind it): for questions
+        of time alone, which need no listing."""
+        return [
+            self._probes.get(s.entry) or self.managed(s, s.entry.subscription_id, s.entry.resource_group or "",
+                                                      s.entry.workspace).calendar
+            for s in self.scopes
+        ]  # fmt: skip
+
     def skipped(self, now: datetime) -> list[tuple[str, tuple]]:
         """(entry, (day, why)) for each entry whose shutdown time passed in the last tick on a day
         without shutdown: one log line each, and no remote call."""

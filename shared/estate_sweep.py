@@ -15,7 +15,7 @@ from datetime import datetime
 from .errors import OutOfTimeError, RunFailedError, traceback_if_bug
 from .fanout import run_per_group
 from .inventory import LIST_BUDGET
-from .ports import CancelLedger, ComputeWorkspace
+from .ports import CancelLedger, ComputeWorkspace, PriceList
 from .retry import BACKGROUND, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
 from .sweep import STOP_BUDGET, SweepOptions, SweepReport, sweep_workspace
@@ -36,6 +36,7 @@ def sweep_estate(
     stop_budget: float = STOP_BUDGET,
     failures: dict[str, str] | None = None,
     named: bool = True,
+    prices: PriceList | None = None,
 ) -> list[SweepReport]:
     """Sweep every workspace that is due; RunFailedError once all are done if any failed (`failures`
     holds those found before, e.g. entries whose workspaces could not be listed). Failures are named
@@ -47,7 +48,7 @@ def sweep_estate(
     def sweep(item: tuple[ShutdownCalendar, ComputeWorkspace]) -> SweepReport | None:
         calendar, workspace = item
         left = max(MIN_TURN, stop_budget - (clock() - started))  # the time the others' turns took
-        return sweep_workspace(now, calendar, workspace, ledger, options, policy, clock, left)
+        return sweep_workspace(now, calendar, workspace, ledger, options, policy, clock, left, prices)
 
     outcomes = run_per_group(
         list(workspaces), sweep, lambda item: item[0].target.subscription_id.lower(),

@@ -109,6 +109,20 @@ def time_zone(value: str) -> ZoneInfo:
         raise ValueError(f"is not an IANA time zone name (like Europe/Berlin): {value[:64]!r}") from None
 
 
+# The currencies the Azure Retail Prices API serves (learn.microsoft.com, "Supported currencies").
+CURRENCIES = ("USD", "AUD", "BRL", "CAD", "CHF", "CNY", "DKK", "EUR", "GBP", "INR", "JPY", "KRW", "NOK", "NZD",
+              "RUB", "SEK", "TWD")  # fmt: skip
+
+
+def currency(value: str) -> str:
+    code = value.strip().upper()
+    if code not in CURRENCIES:
+        raise ValueError(
+            f"must be a currency the Azure Retail Prices API serves ({', '.join(CURRENCIES)}), not {value!r}"
+        )
+    return code
+
+
 def cancel_url(value: str) -> str:
     parts = urlsplit(value.strip())
     local = parts.hostname in {"localhost", "127.0.0.1"}

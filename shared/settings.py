@@ -56,6 +56,9 @@ class Settings:
     dry_run: bool
     cancel_table: str
     max_parallel: int
+    workday_start: time = time(8, 0)
+    currency: str = "USD"
+    report_emails: tuple[str, ...] = ()
     adapters: AdapterSettings = field(default_factory=AdapterSettings)
 
     @property
@@ -140,6 +143,9 @@ class Settings:
                 "cancel_table", rules.matching(rules.TABLE_NAME, "table name"), "cishutdown"
             ),
             max_parallel=reader.optional("max_parallel", lambda v: rules.bounded_int(v, 1, 64), 16),
+            workday_start=reader.optional("workday_start", cal.wall_time, time(8, 0)),
+            currency=reader.optional("currency", rules.currency, "USD"),
+            report_emails=reader.optional("report_emails", rules.optional_email_list, ()),
         )
         reader.optional("FUNCTIONS_WORKER_RUNTIME", rules.exactly("python"), "python")
         # Not used (the timers tick in UTC and the app keeps the calendar), but a broken TZ breaks the

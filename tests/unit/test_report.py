@@ -1,0 +1,158 @@
+"""The morning-after report over fakes: once per night after the last workspace's sweep, the saving per
+stop, hours when prices are down, failures and missed nights first, and a CSV that sums to the mail."""
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from shared import app
+from shared.domain import Instance
+from shared.errors import RunFailedError, TransientServiceError
+from shared.report import report_day
+from shared.settings import Settings
+from tests.fakes import SINGLE_WORKSPACE_OFF, FakeLedger, FakeMailer, FakeWorkspace, environ
+
+SUB = "3b1c0d7e-0000-4000-8000-00000000000a"
+BERLIN_SWEEP = datetime(2026, 11, 24, 19, tzinfo=UTC)  # Tuesday 20:00 in Berlin
+NEW_YORK_SWEEP = datetime(2026, 11, 25, 1, tzinfo=UTC)  # Tuesday 20:00 in New York
+PRICES = {("westeurope", "STANDARD_DS3_V2"): 0.25, ("eastus", "STANDARD_DS3_V2"): 0.2}
+
+
+class Prices:
+    def __init__(self):
+        self.down = False
+
+    def hourly_price(self, region, size, currency):
+        if self.down:
+            raise TransientServiceError("Retail Prices", "HTTP 503")
+        return PRICES.get((region, size))
+
+
+class World:
+    def __init__(self, **overrides):
+        entries = [
+            {"subscription_id": SUB, "resource_group": "rg-eu", "workspace": "ws-berlin", "time_zone": "Europe/Berlin"},
+            {"subscription_id": SUB, "resource_group": "rg-us", "workspace": "ws-new-york",
+             "time_zone": "America/New_York"},
+        ]  # fmt: skip
+        values = {
+            "report_emails": "finops@contoso.com",
+            "shutdown_days": "Mon-Fri",
+            "holidays": "",
+            **overrides,
+        }
+        env = environ(**SINGLE_WORKSPACE_OFF, aml_workspaces=json.dumps(entries), **values)
+        self.settings = Settings.from_environ(env)
+        self.spaces = {
+            "ws-berlin": FakeWorkspace(
+                vm("ci-alice", "westeurope"), vm("ci-bob", "westeurope", "JobRunning")
+            ),
+            "ws-new-york": FakeWorkspace(
+                vm("ci-alice", "eastus"), vm("ci-gpu", "eastus", size="STANDARD_NC6S_V3")
+            ),
+        }
+        self.ledger, self.mailer, self.prices = FakeLedger(), FakeMailer(), Prices()
+
+    def tick(self, at):
+        the_app = app.bootstrap(self.settings, workspaces=lambda s, r, name: self.spaces[name], ledger=self.ledger,
+                                mailer=self.mailer, prices=self.prices, clock=lambda: at, sleep=lambda s: None)  # fmt: skip
+        return the_app.compute_shutdown()
+
+    def reports(self):
+        return [m for m in self.mailer.sent if m.to == "finops@contoso.com"]
+
+
+def vm(name, region, state="Running", size="STANDARD_DS3_V2"):
+    return Instance(name, state, f"{name}@contoso.com", (), size, region)
+
+
+def csv_rows(mail) -> list[dict]:
+    (attached,) = mail.attachments
+    return list(csv.DictReader(io.StringIO(attached.content.decode("utf-8-sig"))))
+
+
+def test_the_report_waits_for_the_last_zone_then_goes_out_once():
+    world = World()
+    world.tick(BERLIN_SWEEP)
+    assert world.reports() == []  # New York has not swept yet
+    world.tick(NEW_YORK_SWEEP)
+    (report,) = world.reports()
+    assert report.subject == "Auto-shutdown report for the night of Tuesday 24 November 2026"
+    assert (
+        "== ws-berlin (resource group rg-eu)" in report.text
+        and "== ws-new-york (resource group rg-us)" in report.text
+    )
+    # Berlin: 20:00 -> 08:00 = 12 h x 0.25; New York: 12 h x 0.20, and the GPU size has no price.
+    assert "* ci-alice (STANDARD_DS3_V2): stopped at 20:00, 3.00 USD" in report.text
+    assert "* ci-alice (STANDARD_DS3_V2): stopped at 20:00, 2.40 USD" in report.text
+    assert "* ci-gpu (STANDARD_NC6S_V3): stopped at 20:00, 12 h" in report.text
+    assert "* ci-bob (STANDARD_DS3_V2): busy with a job" in report.text
+    assert "Estimated saving tonight: 5.40 USD + 12 h unpriced (3 stops)" in report.text
+    for later in (NEW_YORK_SWEEP + timedelta(minutes=5), NEW_YORK_SWEEP + timedelta(minutes=30)):
+        world.tick(later)
+    assert len(world.reports()) == 1
+
+
+def test_the_csv_has_a_row_per_instance_and_night_and_sums_to_the_mail():
+    world = World()
+    for day in range(3):  # Tuesday to Thursday
+        for at in (BERLIN_SWEEP, NEW_YORK_SWEEP):
+            for space in world.spaces.values():  # owners start their instances again in the morning
+                for name in list(space.instances):
+                    if space.instances[name].state == "Stopped":
+                        space.set_state(name, "Running")
+            world.tick(at + timedelta(days=day))
+    last = world.reports()[-1]
+    rows = csv_rows(last)
+    assert len(world.reports()) == 3 and len(rows) == 3 * 4
+    assert {r["night"] for r in rows} == {"2026-11-24", "2026-11-25", "2026-11-26"}
+    month = sum(float(r["saving"]) for r in rows if r["saving"])
+    assert f"November so far: {month:.2f} USD" in last.text
+    assert month == pytest.approx(3 * 5.40)
+    assert rows[0].keys() >= {"night", "workspace", "instance", "outcome", "vm_size", "saving", "currency"}
+
+
+def test_with_the_prices_api_down_the_report_still_goes_out_with_hours():
+    world = World()
+    world.prices.down = True
+    world.tick(BERLIN_SWEEP)
+    world.tick(NEW_YORK_SWEEP)
+    (report,) = world.reports()
+    assert "Estimated saving tonight: 0.00 USD + 36 h unpriced (3 stops)" in report.text
+    assert "* ci-alice (STANDARD_DS3_V2): stopped at 20:00, 12 h" in report.text
+
+
+def test_failures_and_missed_nights_come_first():
+    world = World()
+    world.spaces["ws-berlin"].stop_errors["ci-alice"] = [TransientServiceError("AzureML", "HTTP 500")] * 9
+    with pytest.raises(RunFailedError):
+        world.tick(BERLIN_SWEEP)
+    # New York's host was down all night: its window closes unswept.
+    with pytest.raises(RunFailedError):
+        world.tick(NEW_YORK_SWEEP + timedelta(hours=4, minutes=5))
+    (report,) = world.reports()
+    attention = report.text.split("NEEDS ATTENTION")[1].split("Estimated saving")[0]
+    assert "ws-new-york (rg-us): the night was missed" in attention
+    assert "ws-berlin (rg-eu): ci-alice was not stopped" in attention
+
+
+def test_no_report_emails_no_report_and_no_remote_call_outside_its_window():
+    world = World(report_emails="")
+    world.tick(BERLIN_SWEEP)
+    world.tick(NEW_YORK_SWEEP)
+    assert world.reports() == []
+    quiet = World()
+    calls = quiet.ledger.calls
+    quiet.tick(datetime(2026, 11, 24, 12, tzinfo=UTC))
+    assert quiet.ledger.calls == calls
+
+
+def test_the_report_day_spans_every_zone():
+    world = World()
+    calendars = app.bootstrap(world.settings, ledger=world.ledger).estate.calendars()
+    assert report_day(BERLIN_SWEEP, calendars)[0] == date(2026, 11, 24)
+    assert report_day(NEW_YORK_SWEEP + timedelta(hours=2), calendars)[0] == date(2026, 11, 24)
+    assert report_day(datetime(2026, 11, 24, 12, tzinfo=UTC), calendars) is None
