@@ -11,9 +11,10 @@ from parallel threads."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 from .credentials import ServicePrincipal, azure_credential
-from .ports import CancelLedger, ComputeWorkspace, Mailer, WorkspaceDirectory
+from .ports import CancelLedger, ComputeWorkspace, Mailer, PriceCache, PriceList, WorkspaceDirectory
 from .settings import Settings
 
 SP_SETTINGS = ("tenant_id", "service_principal_id", "service_principal_password")
@@ -111,6 +112,13 @@ class AdapterFactory:
         from .data_tables_ledger import DataTablesLedger
 
         return DataTablesLedger(s.adapters.table_service_uri, s.cancel_table, self.credential())
+
+    def prices(self, cache: PriceCache) -> PriceList:
+        """VM list prices from the Azure Retail Prices API (no key, no identity), each kept a week in
+        `cache` (the ledger's table)."""
+        from .retail_prices import CachedPrices, RetailPricesApi
+
+        return CachedPrices(RetailPricesApi(), cache, clock=lambda: datetime.now(UTC))
 
     def mailer(self) -> Mailer:
         s, a = self.settings, self.settings.adapters

@@ -192,9 +192,11 @@ def bootstrap(
         "directory": lambda: directory if directory is not None else build.directory(),
         "ledger": lambda: ledger if ledger is not None else build.ledger(),
         "mailer": lambda: mailer if mailer is not None else build.mailer(),
-        "prices": lambda: prices if prices is not None else build.prices(),
     }
-    return App(settings, adapters, clock or _utc_now, sleep, monotonic)
+    the_app = App(settings, adapters, clock or _utc_now, sleep, monotonic)
+    # The price cache is the run's ledger (its table), whichever ledger the App was given.
+    adapters["prices"] = lambda: prices if prices is not None else build.prices(the_app.ledger)
+    return the_app
 
 
 def _utc_now() -> datetime:

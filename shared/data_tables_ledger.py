@@ -21,9 +21,9 @@ azure-cosmosdb-table in whole seconds; each reads the other's) and booleans as J
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -38,21 +38,27 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from .domain import Cancellation, Keep, Night, NightRecord
+from .domain import Cancellation, Keep, Night, NightRecord, WorkspaceTarget
 from .errors import CredentialsError, LostClaimError, ServiceError, TransientServiceError
+from .outcomes import InstanceNight
 from .retry import retry_after_seconds
 from .table_entities import (
     PRICES_PARTITION,
+    batches,
     click_entity,
     keep_entity,
     keep_from,
+    night_of,
     night_record_from,
     price_entity,
     price_from,
     price_key,
     record_entity,
+    row_entity,
+    row_from,
+    rows_filter,
 )
 
 T = TypeVar("T")
@@ -220,6 +226,26 @@ class DataTablesLedger:
             self._first_write(lambda: self._client.upsert_entity(entity, mode=UpdateMode.REPLACE))
         except AzureError as error:
             raise self._translate(error, "caching a price") from error
+
+    def record_outcomes(self, night: Night, rows: Sequence[InstanceNight]) -> None:
+        entities = [row_entity(night.key, row) for row in rows]
+        try:
+            for chunk in batches(entities):
+                operations = [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk]
+                self._first_write(lambda operations=operations: self._client.submit_transaction(operations))
+        except (AzureError, TableTransactionError) as error:
+            raise self._translate(error, "storing the night's rows") from error
+
+    def outcomes(self, target: WorkspaceTarget, first: date, last: date) -> dict[date, list[InstanceNight]]:
+        found: dict[date, list[InstanceNight]] = {}
+        try:
+            for entity in self._client.query_entities(rows_filter(target.key, first, last)):
+                found.setdefault(night_of(entity["PartitionKey"]), []).append(row_from(_plain(entity)))
+        except AzureError as error:
+            if _table_missing(error):
+                return {}
+            raise self._translate(error, "reading the nights' rows") from error
+        return found
 
     # ------------------------------------------------------------------------------------ plumbing
     def _insert(self, entity: dict) -> str:

@@ -16,12 +16,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from .domain import Cancellation, Keep, NightRecord
+from .outcomes import InstanceNight
 
 MAX_FIELD = 512
+# A night's report rows sit in its partition after the keeps and the `~mail`/`~sweep` records
+# (RowKey `~row|<instance>`), so a keeps query (`RowKey lt '~'`) never meets them.
+ROW_PREFIX, ROW_END = "~row|", "~row}"
+BATCH = 100  # entities per transaction, all of one partition
 CHUNK = 30_000  # a string property holds at most 32K characters; longer lists continue in Name_1, ...
 PRICES_PARTITION = "~prices"
 # Characters a PartitionKey or RowKey may not hold, and `%`, which escapes them.
@@ -131,3 +136,57 @@ def price_from(entity: Mapping[str, Any]) -> tuple[float | None, datetime]:
     if not entity.get("Listed", price is not None) or price is None:
         return None, fetched_at
     return float(getattr(price, "value", price)), fetched_at
+
+
+def row_entity(night_key: str, row: InstanceNight) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": night_key,
+        "RowKey": ROW_PREFIX + row.instance.lower(),
+        "Instance": row.instance,
+        "Outcome": row.outcome,
+        "Size": row.size or "",
+        "Region": row.region or "",
+        "KeptBy": row.kept_by[:MAX_FIELD],
+        "Detail": row.detail[:MAX_FIELD],
+        "Hours": float(row.hours),
+    }
+    for name, value in (("StoppedAt", row.stopped_at), ("KeptUntil", row.kept_until)):
+        if value is not None:
+            entity[name] = value
+    if row.saving is not None:
+        entity["Saving"] = float(row.saving)
+    return entity
+
+
+def row_from(entity: Mapping[str, Any]) -> InstanceNight:
+    def number(name: str) -> float | None:
+        value = entity.get(name)
+        return None if value is None else float(getattr(value, "value", value))
+
+    def instant(name: str) -> datetime | None:
+        value = entity.get(name)
+        return value.astimezone(UTC) if isinstance(value, datetime) else None
+
+    return InstanceNight(
+        entity["Instance"], entity["Outcome"], entity.get("Size") or None, entity.get("Region") or None,
+        instant("StoppedAt"), instant("KeptUntil"), entity.get("KeptBy", ""), entity.get("Detail", ""),
+        number("Hours") or 0.0, number("Saving"),
+    )  # fmt: skip
+
+
+def night_of(partition_key: str) -> date:
+    """The local date a night's partition key ends with."""
+    return date.fromisoformat(partition_key.rsplit("|", 1)[1])
+
+
+def rows_filter(target_key: str, first: date, last: date) -> str:
+    """The report rows of one workspace's nights from `first` to `last`: a range of partitions. The key
+    holds validated names and dates only, so no quote reaches the OData text."""
+    return (
+        f"PartitionKey ge '{target_key}|{first.isoformat()}' and PartitionKey le '{target_key}|{last.isoformat()}'"
+        f" and RowKey ge '{ROW_PREFIX}' and RowKey lt '{ROW_END}'"
+    )
+
+
+def batches(entities: list[dict]) -> list[list[dict]]:
+    return [entities[i : i + BATCH] for i in range(0, len(entities), BATCH)]

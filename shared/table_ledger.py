@@ -12,24 +12,31 @@ replaced whole on each store (shared/table_entities.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from azure.common import AzureConflictHttpError, AzureException, AzureHttpError, AzureMissingResourceHttpError
 from azure.cosmosdb.table.common.retry import no_retry
 from azure.cosmosdb.table.tableservice import TableService
 
-from .domain import Cancellation, Keep, Night, NightRecord
+from .domain import Cancellation, Keep, Night, NightRecord, WorkspaceTarget
 from .errors import CredentialsError, LostClaimError, ServiceError, TransientServiceError
+from .fanout import run_bounded
+from .outcomes import InstanceNight
 from .table_entities import (
     PRICES_PARTITION,
     click_entity,
     keep_from,
+    night_of,
     price_entity,
     price_from,
     price_key,
     record_entity,
     record_from,
+    row_entity,
+    row_from,
+    rows_filter,
     with_version,
 )
 
@@ -41,6 +48,9 @@ MERGE_TRIES = 5  # concurrent clicks on one instance: each retries over what the
 # The SDK logs every failed call at ERROR, an expected "already exists" on a repeated click included.
 # We translate and report each failure ourselves, with context, so its own lines are only noise.
 logging.getLogger("azure.cosmosdb.table.common.storageclient").setLevel(logging.CRITICAL)
+
+
+ROW_WRITERS, ROW_BUDGET = 8, 60.0  # parallel upserts of a night's report rows, and their time budget
 
 
 class TableCancelLedger:
@@ -174,6 +184,39 @@ class TableCancelLedger:
                 self._service.insert_or_replace_entity(self._table, entity)
         except AzureException as error:
             raise _translate(error, "caching a price") from error
+
+    def record_outcomes(self, night: Night, rows: Sequence[InstanceNight]) -> None:
+        # One upsert per row, a few at a time: azure-cosmosdb-table's batches are the legacy multipart
+        # format, which Azurite (our test stand-in) answers with a 500; rows are idempotent anyway.
+        entities = [row_entity(night.key, row) for row in rows]
+
+        def upsert(index: int) -> None:
+            try:
+                self._service.insert_or_replace_entity(self._table, entities[index])
+            except AzureMissingResourceHttpError:
+                self._service.create_table(self._table, fail_on_exist=False)  # first write ever
+                self._service.insert_or_replace_entity(self._table, entities[index])
+
+        outcomes = run_bounded(range(len(entities)), upsert, ROW_WRITERS, ROW_BUDGET)
+        failed = [error for error in outcomes.values() if isinstance(error, Exception)]
+        if failed:
+            error = failed[0]
+            if isinstance(error, AzureException):
+                raise _translate(error, "storing the night's rows") from error
+            raise error
+
+    def outcomes(self, target: WorkspaceTarget, first: date, last: date) -> dict[date, list[InstanceNight]]:
+        found: dict[date, list[InstanceNight]] = {}
+        try:
+            for entity in self._service.query_entities(
+                self._table, filter=rows_filter(target.key, first, last)
+            ):
+                found.setdefault(night_of(entity["PartitionKey"]), []).append(row_from(entity))
+        except AzureException as error:
+            if _table_missing(error):
+                return {}
+            raise _translate(error, "reading the nights' rows") from error
+        return found
 
     # ------------------------------------------------------------------------------------ plumbing
     def _insert(self, entity: dict) -> str:

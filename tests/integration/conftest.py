@@ -190,7 +190,11 @@ class Wire:
 
     def ledger(self) -> list[dict]:
         """The keeps in the ledger table (the nights' mail and sweep records left out)."""
-        return [entity for entity in self._table() if not entity["RowKey"].startswith("~")]
+        return [
+            entity
+            for entity in self._table()
+            if not entity["RowKey"].startswith("~") and not entity["PartitionKey"].startswith("~")
+        ]
 
     def night_records(self) -> dict[str, dict]:
         """The nights' records by kind ("mail", "sweep"), as stored."""

@@ -32,6 +32,7 @@ from shared import data_tables_ledger
 from shared.data_tables_ledger import DataTablesLedger
 from shared.domain import Cancellation, Keep, Night, NightRecord, WorkspaceTarget
 from shared.errors import CredentialsError, LostClaimError, ServiceError, TransientServiceError
+from shared.outcomes import DELAYED, FAILED, NOT_RUNNING, STOPPED, InstanceNight
 from shared.table_ledger import TableCancelLedger
 
 TARGET = WorkspaceTarget("00000000-1111-2222-3333-444444444444", "ml-rg", "ml-ws")
@@ -508,3 +509,35 @@ def test_the_app_on_identity_based_storage_and_switched_back_and_forth_loses_not
     record = TableCancelLedger(azurite_oauth.connection_string, table).night_record(night, "sweep")
     assert record.state == "done" and record.done == ("ci-b",)
     assert DataTablesLedger(azurite_oauth.table_endpoint, table, token).keep(night, "ci-a").until is None
+
+
+# -------------------------------------------------- the morning-after report's rows, on every adapter
+def test_report_rows_round_trip_in_batches_and_are_read_by_month_apart_from_the_keeps(ledger_adapter):
+    ledger = ledger_adapter("rows")
+    ledger.record(NIGHT, click(instance="ci-0"))  # a keep in the same partition stays a keep
+    rows = [
+        InstanceNight(f"ci-{n}", STOPPED, "STANDARD_DS3_V2", "westeurope", AT, None, "", "", 12.0, 3.0)
+        for n in range(130)  # more than one transaction of 100
+    ]
+    rows.append(
+        InstanceNight("ci-kept", DELAYED, None, None, None, AT + timedelta(hours=1), "bob@contoso.com")
+    )
+    ledger.record_outcomes(NIGHT, rows)
+    earlier = Night(TARGET, date(2026, 10, 30), datetime(2026, 10, 30, 19, tzinfo=UTC))
+    ledger.record_outcomes(earlier, [InstanceNight("ci-old", FAILED, detail="AzureML: HTTP 500")])
+    other = Night(WorkspaceTarget(TARGET.subscription_id, "other-rg", "ml-ws"), NIGHT.day, AT)
+    ledger.record_outcomes(other, [InstanceNight("ci-elsewhere", STOPPED, hours=1.0)])
+
+    november = ledger.outcomes(TARGET, date(2026, 11, 1), date(2026, 11, 30))
+    assert list(november) == [NIGHT.day] and len(november[NIGHT.day]) == 131
+    found = {row.instance: row for row in november[NIGHT.day]}
+    assert found["ci-7"] == rows[7] and found["ci-kept"] == rows[-1]
+    assert ledger.outcomes(TARGET, date(2026, 10, 1), date(2026, 10, 31)) == {earlier.day: [
+        InstanceNight("ci-old", FAILED, detail="AzureML: HTTP 500")]}  # fmt: skip
+    assert set(ledger.kept_instances(NIGHT)) == {"ci-0"}
+    ledger.record_outcomes(
+        NIGHT, [replace(rows[7], outcome=NOT_RUNNING, saving=None)]
+    )  # replaced, not merged
+    assert {r.instance: r for r in ledger.outcomes(TARGET, NIGHT.day, NIGHT.day)[NIGHT.day]}[
+        "ci-7"
+    ].saving is None
