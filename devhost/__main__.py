@@ -1,7 +1,7 @@
 """python -m devhost: serve the Functions app locally, at the URLs `func start` uses.
 
 Without local.settings.json it runs the self-contained demo (Azurite + loopback AzureML and SendGrid
-stand-ins). With it, it loads its Values like `func start` and talks to whatever they point at; a
+stand-ins; two workspaces in two time zones). With it, it loads its Values like `func start` and talks to whatever they point at; a
 `UseDevelopmentStorage=true` storage setting gets a local Azurite on the standard port.
 """
 
@@ -113,8 +113,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--shutdown-in",
         type=_lead,
         metavar="SECONDS",
-        help="demo: shut down at the first whole minute at least SECONDS after start "
-        "(default 180; the end-to-end tests use less)",
+        help="demo: ws-demo shuts down at the first whole minute at least SECONDS after start, the "
+        "second workspace a minute later in its own zone (default 180; the end-to-end tests use less)",
     )
     args = parser.parse_args(argv)
     if args.shutdown_in is not None and not (args.demo or not args.settings.exists()):

@@ -1,20 +1,28 @@
 """The self-contained demo: Azurite, the AzureML and SendGrid stand-ins from the wire tests, and App
 Settings pointing the unchanged app at them. Only endpoints differ from Azure; the code path is the same.
 
+One deployment serves two workspaces through `aml_workspaces` (JSON form), each with its own calendar:
+ws-demo in this machine's zone, and a second one in another zone (New York, or Tokyo when this machine
+keeps New York's time) whose shutdown, in its own local time, comes a minute after ws-demo's. So a
+person trying the demo sees one mail per recipient grouped by workspace, then each workspace stopping
+at its own time, with its own summary line.
+
 The app keeps its own calendar: both timers tick every five minutes and ask it what is due. So that
-nobody waits for a real evening, the demo's shutdown is a few minutes after start (`shutdown_time`, in
-this machine's zone) and its warning window (`warning_minutes`) is already open. The next five-minute
+nobody waits for a real evening, the demo's shutdowns are a few minutes after start (`shutdown_time`
+of each entry) and their warning windows (`warning_minutes`) are already open. The next five-minute
 tick may be up to five minutes away, so the demo runs one MailSender tick itself as soon as the host
 is up, the way the admin route runs one: the mail is in the outbox before the steps are printed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import secrets
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +30,7 @@ from zoneinfo import ZoneInfo
 from loopback import Azurite, StandIns
 from shared import setting_rules
 from shared.rendering import format_local, relative_day
+from shared.settings import SINGLE_WORKSPACE
 from shared.shutdown_calendar import local_instant
 
 from . import invoke
@@ -40,17 +49,50 @@ DEMO_INSTANCES = [
     ("ci-erin", "Running", "erin@contoso.com", {}),
     ("ci-frank", "Running", "frank@contoso.com", {"auto-shutdown": "off"}),
 ]
+# The second workspace: ci-alice and ci-bob again (the same people, another workspace: a keep in one
+# never keeps the other), one instance of its own and one stopped.
+AWAY_INSTANCES = [
+    ("ci-alice", "Running", "alice@contoso.com", {}),
+    ("ci-bob", "Running", "bob@contoso.com", {}),
+    ("ci-grace", "Running", "grace@contoso.com", {}),
+    ("ci-heidi", "Stopped", "heidi@contoso.com", {}),
+]
 TEAM = "ml-team@contoso.com"
 RESOURCE_GROUP = "rg-demo"
-# The shutdown is the first whole minute at least this far ahead: three minutes to open the mail and
-# click, and a time a person can type (shutdown_time is HH:MM).
+
+
+@dataclass(frozen=True)
+class DemoWorkspace:
+    name: str
+    resource_group: str
+    region: str
+    instances: list[tuple[str, str, str, dict[str, str]]]
+
+
+HOME = DemoWorkspace("ws-demo", RESOURCE_GROUP, "westeurope", DEMO_INSTANCES)
+# The second workspace's zone: the first of these whose clock differs from this machine's.
+AWAY = {
+    "America/New_York": DemoWorkspace("ws-demo-ny", "rg-demo-ny", "eastus", AWAY_INSTANCES),
+    "Asia/Tokyo": DemoWorkspace("ws-demo-tokyo", "rg-demo-tokyo", "japaneast", AWAY_INSTANCES),
+}
+# ws-demo's shutdown is the first whole minute at least this far ahead: three minutes to open the mail
+# and click, and a time a person can type (shutdown_time is HH:MM).
 SHUTDOWN_LEAD = 180
-WARNING_MINUTES = 60  # the mail window [shutdown - 60 min, shutdown) is open from the start
+AWAY_GAP = 60  # seconds: the second workspace shuts down at the first whole minute after ws-demo's
+WARNING_MINUTES = 60  # the mail windows [shutdown - 60 min, shutdown) are open from the start
 LEAD_RANGE = (10, 3000)  # seconds; beyond 50 minutes the mail window would not be open yet at start
-EXPECTED_SUMMARY = (
-    "stopped 2, kept by request 1, busy with a job 1, not running 1, opted out 1, "
-    "restarted after tonight's stop 0, delayed 0, failed 0"
-)
+COUNTS = (
+    "stopped", "kept by request", "busy with a job", "not running", "opted out",
+    "restarted after tonight's stop", "delayed", "failed",
+)  # fmt: skip
+# What each workspace's sweep finds once ci-alice is kept in ws-demo (and nowhere else).
+HOME_COUNTS = {"stopped": 2, "kept by request": 1, "busy with a job": 1, "not running": 1, "opted out": 1}
+AWAY_COUNTS = {"stopped": 3, "not running": 1}
+
+
+def listing(*counts: dict[str, int]) -> str:
+    """The counts of a summary line (or, summed, of a total line), as the app writes them."""
+    return ", ".join(f"{name} {sum(c.get(name, 0) for c in counts)}" for name in COUNTS)
 
 
 class Demo:
@@ -58,14 +100,20 @@ class Demo:
         self.port, self.outbox, self.shutdown_in = port, outbox, shutdown_in
         self.azurite = Azurite()
         self.standins = StandIns(
-            azureml={"workspace": "ws-demo", "resource_group": RESOURCE_GROUP},
+            azureml={"workspace": HOME.name, "resource_group": HOME.resource_group, "region": HOME.region},
             sendgrid={"outbox_dir": outbox},
         )
         self.zone = ZoneInfo(_local_zone_name())
-        self.shutdown_at = shutdown_instant(datetime.now(UTC), shutdown_in, self.zone)
+        self.away_zone = ZoneInfo(away_zone_name(self.zone, datetime.now(UTC)))
+        self.away = AWAY[self.away_zone.key]
+        self._settle()
         self.mail: Path | None = None  # the team's mail, once the first tick has sent it
         self.mailed_at = datetime.now(UTC)
         self.narrator: _Narrator | None = None
+
+    def _settle(self) -> None:
+        self.shutdown_at = shutdown_instant(datetime.now(UTC), self.shutdown_in, self.zone)
+        self.away_at = shutdown_instant(self.shutdown_at, AWAY_GAP, self.away_zone)
 
     def start(self) -> dict[str, str]:
         """Start everything; return the App Settings (and proxy variables) the app should run with."""
@@ -74,15 +122,20 @@ class Demo:
         try:
             self.azurite.start()
             self.standins.start()
-            for name, state, creator, tags in DEMO_INSTANCES:
-                self.standins.azureml.seed(name, state, created_by=creator, tags=tags)
+            aml = self.standins.azureml
+            away = aml.add_workspace(
+                aml.subscription_id, self.away.resource_group, self.away.name, self.away.region
+            )
+            for workspace, spec in ((aml.default_workspace, HOME), (away, self.away)):
+                for name, state, creator, tags in spec.instances:
+                    workspace.seed(name, state, created_by=creator, tags=tags)
             self.narrator = _Narrator(self.standins, self.outbox)
             self.narrator.start()
         except BaseException:
             self.stop()
             raise
         # Settled once everything is up, so that starting slowly never eats into the time to click.
-        self.shutdown_at = shutdown_instant(datetime.now(UTC), self.shutdown_in, self.zone)
+        self._settle()
         return {**self.standins.env, **self._settings()}
 
     def stop(self) -> None:
@@ -101,20 +154,36 @@ class Demo:
             self.narrator.tell()  # the mail lines come before the steps that point at them
         self.mail = next(iter(sorted(self.outbox.glob(f"*-{TEAM}.html"))), None)
 
+    def workspace_entries(self) -> list[dict[str, str]]:
+        """`aml_workspaces` in its JSON form: each workspace with its own time zone and shutdown time."""
+        subscription = self.standins.azureml.subscription_id
+        return [
+            {
+                "subscription_id": subscription,
+                "resource_group": spec.resource_group,
+                "workspace": spec.name,
+                "time_zone": zone.key,
+                "shutdown_time": f"{at.astimezone(zone):%H:%M}",
+            }
+            for spec, zone, at in self._calendars()
+        ]
+
+    def _calendars(self) -> list[tuple[DemoWorkspace, ZoneInfo, datetime]]:
+        return [(HOME, self.zone, self.shutdown_at), (self.away, self.away_zone, self.away_at)]
+
     def _settings(self) -> dict[str, str]:
-        local = self.shutdown_at.astimezone(self.zone)
+        # The stand-ins' credentials and SendGrid key, but aml_workspaces instead of the one workspace.
+        stand_ins = {k: v for k, v in self.standins.app_settings().items() if k not in SINGLE_WORKSPACE}
         return {
-            **self.standins.app_settings(),
+            **stand_ins,
             "AzureWebJobsStorage": self.azurite.connection_string,
             "FUNCTIONS_WORKER_RUNTIME": "python",
-            "aml_compute_instance": "*",
+            "aml_workspaces": json.dumps(self.workspace_entries()),  # one line, as in App Settings
             "func_cancel_shutdown": f"http://localhost:{self.port}/api/CancelShutDown",
             "from_email": "Azure ML auto-shutdown <noreply@contoso.com>",
             "to_emails": TEAM,
             "subject": "Azure ML compute instances stop tonight",
             "cancel_link_secret": secrets.token_urlsafe(48),
-            "time_zone": self.zone.key,
-            "shutdown_time": f"{local:%H:%M}",
             "warning_minutes": str(WARNING_MINUTES),
             "notify_instance_owner": "true",
         }
@@ -122,45 +191,97 @@ class Demo:
     def steps(self, timers: TimerScheduler) -> str:
         base = f"http://localhost:{self.port}"
         admin = f"curl -X POST {base}/admin/functions/{{}} -H 'Content-Type: application/json' -d '{{{{}}}}'"
-        instances = ", ".join(
-            f"{name} ({state}{''.join(f', tag {k}={v}' for k, v in tags.items())})"
-            for name, state, _, tags in DEMO_INSTANCES
-        )
-        local = self.shutdown_at.astimezone(self.zone)
-        at = f"{local:%H:%M}"
+        sub = self.standins.azureml.subscription_id
+        home, away = HOME.name, self.away.name
+        at = f"{self.shutdown_at.astimezone(self.zone):%H:%M}"  # both times on this machine's clock
+        away_here = f"{self.away_at.astimezone(self.zone):%H:%M}"
+        away_there = f"{self.away_at.astimezone(self.away_zone):%H:%M} in {self.away_zone.key}"
         tick = timers.run_at_or_after("ComputeShutdown", self.shutdown_at).astimezone(self.zone)
+        away_tick = timers.run_at_or_after("ComputeShutdown", self.away_at).astimezone(self.zone)
         when = relative_day(self.shutdown_at, self.mailed_at, self.zone)
+        home_line = self._summary(HOME, self.zone, self.shutdown_at, sub, HOME_COUNTS)
+        both = listing(HOME_COUNTS, AWAY_COUNTS)
+        setting = "    [" + ",\n     ".join(json.dumps(entry) for entry in self.workspace_entries()) + "]"
+        away_line = self._summary(self.away, self.away_zone, self.away_at, sub, AWAY_COUNTS)
+        workspaces = "\n".join(
+            f"""  Workspace {spec.name}, resource group {spec.resource_group} (AzureML stand-in): {_instances(spec)}
+    Shutdown: {format_local(at_, zone)} ({at_.isoformat()})"""
+            for spec, zone, at_ in self._calendars()
+        )
         if self.mail:
             mail_step = f"""The mail went out at start (the demo ran one MailSender tick itself rather than wait
-     for the next five-minute one). Open it in a browser:
+     for the next five-minute one): one mail per recipient, its instances grouped by workspace, each
+     group with its workspace's shutdown time (alice's covers her ci-alice in both). Open the team's,
+     which covers both workspaces, in a browser:
        {self.mail.resolve()}"""
         else:
             mail_step = f"""The mail did not go out at start (see the error above). Send it before {at}:
        {admin.format("MailSender")}
      then open {self.outbox.resolve()}/*-{TEAM}.html in a browser."""
+        if tick == away_tick:
+            by_itself = f"the {tick:%H:%M} tick sweeps both at once, unless you ran the call at {at}"
+        else:
+            by_itself = f"the {tick:%H:%M} tick sweeps {home}, the {away_tick:%H:%M} tick {away}"
         return f"""
 Azure ML auto-shutdown - local demo (no Azure account needed)
-  Workspace ws-demo, resource group {RESOURCE_GROUP} (AzureML stand-in): {instances}
+  One deployment, two workspaces: aml_workspaces (JSON form) gives each its own time zone and shutdown time:
+{setting}
+  App-wide: warning_minutes {WARNING_MINUTES}, catch_up_minutes 120, to_emails {TEAM}, notify_instance_owner true.
+    Both timers tick every five minutes (:00, :05, ...) and ask each workspace's calendar what is due.
+{workspaces}
   Table Storage: Azurite at {self.azurite.table_endpoint}; SendGrid stand-in writes mails to {self.outbox.resolve()}/
-  Calendar: time_zone {self.zone.key}, shutdown_time {at}, warning_minutes {WARNING_MINUTES}, catch_up_minutes 120.
-    Both timers tick every five minutes (:00, :05, ...) and ask the calendar what is due.
-  Shutdown: {format_local(self.shutdown_at, self.zone)} ({self.shutdown_at.isoformat()})
 
-Try it:
+Try it (times on this machine's clock, {self.zone.key}):
   1. {mail_step}
-  2. Before {at}, click "Keep ci-alice running {when}". On the page that opens, press
+  2. Before {at}, under {home}, click "Keep ci-alice running {when}". On the page that opens, press
      "Keep ci-alice running {when}" (or "Stop it at ... instead", one or two hours later: the page
      offers both; the link itself changes nothing, only a button does; the links expire at the shutdown).
-  3. Wait until {at}, the shutdown time: the sweep runs by itself at the {tick:%H:%M} tick. Or, from {at} on, run it now:
+     Leave ci-alice under {away} alone: a keep is for one instance in one workspace.
+  3. Wait until {at}, {home}'s shutdown time, and run the sweep:
        {admin.format("ComputeShutdown")}
-     (Before {at} that call is a tick like any other and does nothing; once the night is swept, it finds it done.)
-  4. Read the summary line in the console:
-       ComputeShutdown for the night of {local.date()}: {EXPECTED_SUMMARY}
+     It sweeps {home} only. Wait until {away_here}, {away}'s shutdown time ({away_there}),
+     and run it again: it sweeps {away}. Before a workspace's shutdown time the call does nothing for
+     it (try it now); once its night is swept, it finds it done. Or let the five-minute ticks do it:
+     {by_itself}.
+  4. Read the summary lines in the console (each may end with the night's estimated saving,
+     `, saving ...`). At {at}, {home}'s, then the total of that tick:
+       ComputeShutdown for the night of {home_line}
+       ComputeShutdown total over 1 workspace(s): {listing(HOME_COUNTS)}
      ci-alice kept, ci-bob and ci-erin stopped, ci-dave busy with a job, ci-carol not running,
      ci-frank opted out (tagged auto-shutdown=off: it is never mailed about or stopped).
+     At {away_here}, {away}'s, then the total of that tick:
+       ComputeShutdown for the night of {away_line}
+       ComputeShutdown total over 2 workspace(s): {listing(AWAY_COUNTS)}
+     ci-alice, ci-bob and ci-grace stopped (the keep was for ci-alice in {home} only), ci-heidi not
+     running. A total counts every workspace whose night that tick looked at: {home}'s, swept already,
+     adds nothing. A tick that sweeps both logs both lines, then: total over 2 workspace(s): {both}
 
 Ctrl-C stops everything (dev host, stand-ins, Azurite).
 """
+
+    @staticmethod
+    def _summary(spec: DemoWorkspace, zone: ZoneInfo, at: datetime, subscription: str, counts) -> str:
+        """A workspace's summary line after 'ComputeShutdown for the night of ': its local date and label."""
+        label = f"{subscription}/{spec.resource_group}/{spec.name}"
+        return f"{at.astimezone(zone).date()} in workspace {label}: {listing(counts)}"
+
+
+def away_zone_name(home: ZoneInfo, now: datetime) -> str:
+    """The second workspace's zone: the first of AWAY whose clock differs from this machine's zone's
+    (tonight, and an hour from now: a daylight-saving change in between must not make them meet)."""
+    for name in AWAY:
+        zone = ZoneInfo(name)
+        if all(at.astimezone(zone).utcoffset() != at.astimezone(home).utcoffset()
+               for at in (now, now + timedelta(hours=1))):  # fmt: skip
+            return name
+    raise AssertionError("unreachable: New York and Tokyo never keep the same time")
+
+
+def _instances(spec: DemoWorkspace) -> str:
+    return ", ".join(
+        f"{name} ({state}{''.join(f', tag {k}={v}' for k, v in tags.items())})"
+        for name, state, _, tags in spec.instances
+    )
 
 
 def shutdown_instant(now: datetime, lead_seconds: float, zone: ZoneInfo) -> datetime:
@@ -195,13 +316,14 @@ def lead_seconds(text: str) -> int:
 
 class _Narrator:
     """Tells the console what the stand-ins did: each mail SendGrid accepted (its file in the outbox) and
-    each change of an instance's state in the AzureML stand-in. It polls: the stand-ins have no hooks."""
+    each change of an instance's state in the AzureML stand-in, named `workspace/instance` (both
+    workspaces have a ci-alice). It polls: the stand-ins have no hooks."""
 
     POLL = 0.2
 
     def __init__(self, standins: StandIns, outbox: Path):
         self.azureml, self.outbox = standins.azureml, outbox
-        self.states = self.azureml.instances()
+        self.states = self._states()
         self.mails: set[Path] = set(outbox.glob("*.html"))
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -219,13 +341,20 @@ class _Narrator:
         while not self._stop.wait(self.POLL):
             self.tell()
 
+    def _states(self) -> dict[str, str]:
+        return {
+            f"{workspace.name}/{name}": state
+            for workspace in self.azureml.workspaces()
+            for name, state in workspace.instances().items()
+        }
+
     def tell(self) -> None:
         with self._lock:
             for mail in sorted(set(self.outbox.glob("*.html")) - self.mails):
                 self.mails.add(mail)
                 recipient = mail.stem.split("-", 2)[-1]
                 log.info("SendGrid stand-in accepted a mail to %s: %s", recipient, mail.name)
-            states = self.azureml.instances()
+            states = self._states()
             for name, state in states.items():
                 if self.states.get(name) != state:
                     log.info("AzureML stand-in: %s %s -> %s", name, self.states.get(name), state)

@@ -17,8 +17,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -33,6 +35,37 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.integration)
+
+
+@dataclass(frozen=True)
+class PrintedWorkspace:
+    """One workspace of the demo, as its printed steps describe it: its `aml_workspaces` entry and the
+    instant its `shutdown_time` means."""
+
+    name: str
+    resource_group: str
+    subscription_id: str
+    zone: ZoneInfo
+    shutdown_time: str  # HH:MM in `zone`, as in the setting
+    shutdown_at: datetime  # UTC
+
+    @property
+    def label(self) -> str:
+        """How summary lines name it: `subscription/resource group/workspace`."""
+        return f"{self.subscription_id}/{self.resource_group}/{self.name}"
+
+
+def mail_group(body: str, workspace: str) -> str:
+    """The part of a mail grouped by workspace (HTML or plain text) about `workspace`: from its heading
+    to the next workspace's. A mail about one workspace has no headings: then the whole body."""
+    heads = list(re.finditer(r"<h2[^>]*>([^<]+)</h2>|^== (\S+) \(resource group", body, re.MULTILINE))
+    for index, head in enumerate(heads):
+        if workspace in head.groups():
+            end = heads[index + 1].start() if index + 1 < len(heads) else len(body)
+            return body[head.start() : end]
+    if heads:
+        raise AssertionError(f"no group for workspace {workspace} in the mail")
+    return body
 
 
 class DevHost:
@@ -61,6 +94,33 @@ class DevHost:
         """The demo's shutdown instant, from the line the demo prints for it (ISO 8601, in UTC)."""
         line = self.wait_for_line("  Shutdown: ")
         return datetime.fromisoformat(re.search(r"\((\S+)\)$", line).group(1))
+
+    @property
+    def machine_zone(self) -> ZoneInfo:
+        """The zone the demo took as this machine's (TZ, else /etc/timezone, else UTC)."""
+        return ZoneInfo(re.search(r"times on this machine's clock, (\S+)\)", self.output).group(1))
+
+    @property
+    def workspaces(self) -> list[PrintedWorkspace]:
+        """The demo's workspaces in the order printed (ws-demo first): each `aml_workspaces` entry (printed
+        as JSON) with its `Shutdown:` line (ISO 8601 instant in UTC at its end)."""
+        self.wait_for_line("Try it")
+        entries = [json.loads(e) for e in re.findall(r'\{"subscription_id": [^}]*\}', self.output)]
+        shutdowns = dict(
+            re.findall(r"Workspace (\S+), resource group \S+ \(AzureML stand-in\).*\n\s+Shutdown: .*\((\S+)\)$",
+                       self.output, re.MULTILINE)
+        )  # fmt: skip
+        return [
+            PrintedWorkspace(
+                e["workspace"],
+                e["resource_group"],
+                e["subscription_id"],
+                ZoneInfo(e["time_zone"]),
+                e["shutdown_time"],
+                datetime.fromisoformat(shutdowns[e["workspace"]]),
+            )
+            for e in entries
+        ]
 
     @property
     def base(self) -> str:
@@ -109,10 +169,12 @@ class DevHost:
         (newest,) = sorted(self.outbox.glob(f"*-{to}.json"))[-1:]
         return newest.with_suffix(".html"), json.loads(newest.read_text(encoding="utf-8"))
 
-    def link(self, to: str, instance: str) -> str:
+    def link(self, to: str, instance: str, workspace: str) -> str:
+        """The link of `instance` of `workspace` in the newest mail to `to` (its plain-text part)."""
         _, mail = self.newest_mail(to)
         text = next(c["value"] for c in mail["content"] if c["type"] == "text/plain")
-        return re.search(rf"\* {instance} .*\n  Keep it running [^:]+: (\S+)", text).group(1)
+        group = mail_group(text, workspace)
+        return re.search(rf"\* {instance} .*\n  Keep it running [^:]+: (\S+)", group).group(1)
 
     def stop(self) -> int:
         self._hand_over_for_the_secrets_scan()

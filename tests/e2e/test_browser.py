@@ -1,10 +1,12 @@
 """What people see, in headless Chromium: the mail, the confirmation page, the success page, an error page.
 
-Runs against the dev host demo, with its usual shutdown a few minutes after start (so the links stay
-valid throughout; the sweep itself is test_devhost's walkthrough). The demo takes this machine's zone
-from TZ, and here TZ is a zone where that shutdown falls in the evening: the mail then says "tonight",
-as it does in real use, whatever the time of day the tests run. Screenshots go to $SCREENSHOT_DIR
-(`make screenshots` sets docs/screenshots) or to the test's temporary directory.
+Runs against the dev host demo, with its usual shutdowns a few minutes after start (so the links stay
+valid throughout; the sweeps themselves are test_devhost's walkthrough). The demo serves two workspaces
+in two zones, and its mail groups the instances by workspace. It takes this machine's zone from TZ, and
+here TZ is a zone where ws-demo's shutdown falls in the evening: its group then says "tonight", as it
+does in real use, whatever the time of day the tests run (the other workspace's says what its own
+clock says). Screenshots go to $SCREENSHOT_DIR (`make screenshots` sets docs/screenshots) or to the
+test's temporary directory.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e.conftest import DevHost, chromium_missing
+from shared.rendering import relative_day
+from tests.e2e.conftest import DevHost, PrintedWorkspace, chromium_missing
 
 pytestmark = [
     pytest.mark.browser,
@@ -133,37 +136,75 @@ def heading_after_navigation(driver, expected: str) -> str:
         return driver.find_element(By.TAG_NAME, "h1").text  # let the caller's assert show what is there
 
 
+def local_time(workspace: PrintedWorkspace, after: timedelta) -> str:
+    """HH:MM on the workspace's own clock, `after` its shutdown."""
+    return f"{(workspace.shutdown_at + after).astimezone(workspace.zone):%H:%M}"
+
+
 def fits_the_window(driver) -> bool:
     """No sideways scrolling, and the viewport really is as wide as the emulated window."""
     inner, scroll = driver.execute_script("return [window.innerWidth, document.documentElement.scrollWidth]")
     return inner == WINDOWS[driver.window_name][0] and scroll <= inner
 
 
+def mail_sent_at(mail_file: Path) -> datetime:
+    """When the SendGrid stand-in accepted a mail: its outbox name starts with that instant, in UTC."""
+    return datetime.strptime(mail_file.name.split("-", 1)[0], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+
+
+def keep_link(driver, workspace: str, instance: str):
+    """The keep button of `instance` in the mail's group of `workspace` (both groups have a ci-alice)."""
+    from selenium.webdriver.common.by import By
+
+    group = f"//h2[normalize-space()='{workspace}']/ancestor::tr[1]"
+    button = f"following-sibling::tr//a[starts-with(normalize-space(), 'Keep {instance} running')]"
+    return driver.find_element(By.XPATH, f"({group}/{button})[1]")
+
+
 def test_mail_link_confirm_and_keep(browser, devhost, screenshots):
     from selenium.webdriver.common.by import By
 
+    home, away = devhost.workspaces
     mail_file, _ = devhost.newest_mail("ml-team@contoso.com")  # the demo mailed at start
     browser.get(mail_file.as_uri())
-    assert browser.find_element(By.TAG_NAME, "h1").text == "4 compute instances will be stopped tonight"
+    whens = {w.name: relative_day(w.shutdown_at, mail_sent_at(mail_file), w.zone) for w in (home, away)}
+    assert whens[home.name] == "tonight"  # TZ puts ws-demo's shutdown in the evening
+    together = f" {whens[home.name]}" if len(set(whens.values())) == 1 else ""  # one day for both, or none
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"7 compute instances will be stopped{together}"
+    groups = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
+    assert groups == [home.name, away.name]  # grouped by workspace, in the order of aml_workspaces
     body = browser.find_element(By.TAG_NAME, "body").text
-    assert "Not stopped: 1 instance opted out with the auto-shutdown tag." in body and "ci-frank" not in body
+    for workspace in (home, away):
+        local = workspace.shutdown_at.astimezone(workspace.zone)
+        assert f"Resource group {workspace.resource_group} · stops at {local:%A} {local.day}" in body
+        assert f"{local:%H:%M} {local.tzname()}" in body  # each group at its own local time
+        assert (
+            keep_link(browser, workspace.name, "ci-alice").text
+            == f"Keep ci-alice running {whens[workspace.name]}"
+        )
+    assert "Not stopped in ws-demo: 1 instance opted out with the auto-shutdown tag." in body
+    assert "ci-frank" not in body
     assert fits_the_window(browser)
     shoot(browser, screenshots, "mail")
     resize(browser, WINDOWS[browser.window_name][1])
 
-    instance = {"phone": "ci-alice", "desktop": "ci-bob"}[browser.window_name]  # one demo, two people
-    browser.find_element(By.LINK_TEXT, f"Keep {instance} running tonight").click()
+    # One demo, two people: on the phone ci-alice of ws-demo, on the desktop ci-bob of the other
+    # workspace, whose page tells the times on its own clock.
+    workspace, instance = {"phone": (home, "ci-alice"), "desktop": (away, "ci-bob")}[browser.window_name]
+    keep_link(browser, workspace.name, instance).click()
     assert (
         heading_after_navigation(browser, f"Keep {instance} running tonight?")
         == f"Keep {instance} running tonight?"
     )
     facts = browser.find_element(By.CSS_SELECTOR, "dl.facts").text
-    assert "ws-demo (resource group rg-demo)" in facts and instance in facts
+    assert f"{workspace.name} (resource group {workspace.resource_group})" in facts and instance in facts
     buttons = browser.find_elements(By.CSS_SELECTOR, "form.choices button[name=delay]")
     choices = {button.get_attribute("value"): button for button in buttons}
     assert list(choices) == ["60", "120", "night"] and all(b.is_displayed() for b in buttons)
     later, latest = (re.fullmatch(r"Stop it at (\d\d:\d\d) instead", choices[v].text) for v in ("60", "120"))
     assert later and latest and choices["night"].text == f"Keep {instance} running tonight"
+    assert later.group(1) == local_time(workspace, timedelta(hours=1))
+    assert latest.group(1) == local_time(workspace, timedelta(hours=2))
     assert fits_the_window(browser)
     shoot(browser, screenshots, "confirm")
     resize(browser, WINDOWS[browser.window_name][1])
@@ -190,7 +231,7 @@ def test_mail_link_confirm_and_keep(browser, devhost, screenshots):
 def test_a_tampered_link_shows_the_error_page(browser, devhost, screenshots):
     from selenium.webdriver.common.by import By
 
-    link = devhost.link("ml-team@contoso.com", "ci-alice")
+    link = devhost.link("ml-team@contoso.com", "ci-alice", "ws-demo")
     browser.get(link[:-6] + ("AAAAAA" if not link.endswith("AAAAAA") else "BBBBBB"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "This link is not valid"
     assert "damaged or was not issued" in browser.find_element(By.CLASS_NAME, "lead").text

@@ -1,9 +1,10 @@
 """`make run` in a fresh process: the demo walkthrough, following the steps the demo prints, over HTTP.
 
-The demo's shutdown is normally three minutes or so after start. Here it comes `--shutdown-in` 25 s (at
-the first whole minute after that, since shutdown_time is HH:MM), so the walkthrough does what is due
-before the shutdown, then waits for the printed instant and runs the printed admin call: at most about
-85 s of waiting, about 55 s on average, for the whole module.
+The demo serves two workspaces through `aml_workspaces`, in two time zones: ws-demo's shutdown is
+normally three minutes or so after start, the second workspace's a minute later in its own local time.
+Here ws-demo's comes `--shutdown-in` 25 s (at the first whole minute after that, since shutdown_time is
+HH:MM), so the walkthrough does what is due before the shutdown, then waits for each printed instant
+and runs the printed admin call: at most about 145 s of waiting, about 115 s on average, for the module.
 """
 
 import html
@@ -23,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from devhost.demo import shutdown_instant
-from tests.e2e.conftest import ROOT, DevHost
+from devhost.demo import away_zone_name, shutdown_instant
+from tests.e2e.conftest import ROOT, DevHost, PrintedWorkspace, mail_group
 
 LEAD = 25  # seconds from start to the earliest shutdown: start, mail, click and an early call fit in
 POLL = 0.6  # the demo tells the stand-ins' state changes within 0.2 s; wait a little longer before "nothing"
@@ -46,23 +47,28 @@ class Steps:
 
     mail: Path
     click: str
-    shutdown_time: str
-    sweep_tick: str
+    click_under: str
+    shutdown_times: dict[str, str]  # workspace -> HH:MM on this machine's clock, as "Wait until" says
+    away_local: str  # the second workspace's shutdown time in its own zone, as step 3 says
+    ticks: str  # what the five-minute ticks do by themselves
     curl: str
-    summary: str
+    summaries: list[str]  # the four lines of step 4: a summary and a total per sweep
 
     @classmethod
     def printed_by(cls, output: str) -> "Steps":
         def after(label: str) -> str:
             return re.search(re.escape(label) + r"\s*\n\s*(\S.*)", output).group(1).strip()
 
+        waits = re.findall(r"Wait until (\d\d:\d\d), (\S+)'s shutdown time", output)
         return cls(
-            mail=Path(after("Open it in a browser:")),
+            mail=Path(after("in a browser:")),
             click=re.search(r'click "([^"]+)"', output).group(1),
-            shutdown_time=re.search(r"Wait until (\d\d:\d\d), the shutdown time", output).group(1),
-            sweep_tick=re.search(r"the sweep runs by itself at the (\d\d:\d\d) tick", output).group(1),
-            curl=after(", run it now:"),
-            summary=after("Read the summary line in the console:"),
+            click_under=re.search(r"under (\S+), click", output).group(1),
+            shutdown_times={workspace: at for at, workspace in waits},
+            away_local=re.search(r"'s shutdown time \((\d\d:\d\d) in (\S+)\)", output).group(1),
+            ticks=re.search(r"Or let the five-minute ticks do it:\s+(.*?)\.\n", output, re.DOTALL).group(1),
+            curl=after("and run the sweep:"),
+            summaries=re.findall(r"^ {7}(ComputeShutdown .*)$", output, re.MULTILINE),
         )
 
 
@@ -84,24 +90,89 @@ def app_lines(lines: list[str]) -> list[str]:
     return [line for line in lines if not re.match(r"\[[^]]+\] Host\.", line)]
 
 
-@pytest.mark.timeout(240)  # waits for the demo's shutdown: up to LEAD + 60 s after the start
+def anchors(body: str) -> dict[str, str]:
+    """text -> link of every anchor in a piece of mail HTML."""
+    return {
+        text: html.unescape(href) for href, text in re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', body)
+    }
+
+
+def says(line: str, printed: str) -> bool:
+    """Whether a logged line is the printed one: its message, perhaps followed by the night's estimated
+    saving (`, saving 1.23 USD ...`), which the printed steps cannot know in advance."""
+    message = re.fullmatch(r"\[[^]]+\] \S+: (.*)", line).group(1)
+    return message == printed or message.startswith(printed + ", saving ")
+
+
+def sweep_at(demo: DevHost, steps: Steps, workspace: PrintedWorkspace) -> int:
+    """Wait for `workspace`'s shutdown and run the printed call (or the five-minute tick has, if it came
+    first); return where its log lines start."""
+    mark = len(demo.lines)
+    time.sleep(max(0.0, (workspace.shutdown_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    assert follow(demo, steps.curl) == 202
+    return mark
+
+
+def test_the_demo_is_two_workspaces_in_two_zones_a_minute_apart(demo):
+    home, away = demo.workspaces
+    here = demo.machine_zone
+    assert (home.name, home.resource_group, home.zone) == ("ws-demo", "rg-demo", here)
+    assert away.name != home.name and away.resource_group != home.resource_group
+    assert away.zone.key == away_zone_name(here, home.shutdown_at)  # New York, or Tokyo if that is here
+    assert away.shutdown_at.astimezone(away.zone).utcoffset() != away.shutdown_at.astimezone(here).utcoffset()
+    for workspace in (home, away):  # each shutdown_time means its instant in its own zone
+        assert f"{workspace.shutdown_at.astimezone(workspace.zone):%H:%M}" == workspace.shutdown_time
+        assert workspace.shutdown_at.second == 0
+    assert away.shutdown_at - home.shutdown_at == timedelta(minutes=1)
+    assert home.shutdown_at == demo.shutdown_at
+
+
+@pytest.mark.timeout(300)  # waits for both shutdowns: up to LEAD + 120 s after the start
 def test_the_demo_walkthrough_as_printed(demo):
     steps = Steps.printed_by(demo.output)
-    shutdown = demo.shutdown_at
-    local = shutdown.astimezone(ZoneInfo(re.search(r"time_zone (\S+),", demo.output).group(1)))
-    assert steps.shutdown_time == f"{local:%H:%M}" and shutdown.second == 0
-    assert f"ComputeShutdown for the night of {local.date()}: stopped 2, kept by request 1," in steps.summary
+    home, away = demo.workspaces
+    here = demo.machine_zone
+    assert steps.shutdown_times == {w.name: f"{w.shutdown_at.astimezone(here):%H:%M}" for w in (home, away)}
+    assert steps.away_local == away.shutdown_time
+    night = {w.name: w.shutdown_at.astimezone(w.zone).date() for w in (home, away)}
+    assert steps.summaries == [
+        f"ComputeShutdown for the night of {night[home.name]} in workspace {home.label}: stopped 2, "
+        "kept by request 1, busy with a job 1, not running 1, opted out 1, restarted after tonight's stop 0, "
+        "delayed 0, failed 0",
+        "ComputeShutdown total over 1 workspace(s): stopped 2, kept by request 1, busy with a job 1, "
+        "not running 1, opted out 1, restarted after tonight's stop 0, delayed 0, failed 0",
+        f"ComputeShutdown for the night of {night[away.name]} in workspace {away.label}: stopped 3, "
+        "kept by request 0, busy with a job 0, not running 1, opted out 0, restarted after tonight's stop 0, "
+        "delayed 0, failed 0",
+        "ComputeShutdown total over 2 workspace(s): stopped 3, kept by request 0, busy with a job 0, "
+        "not running 1, opted out 0, restarted after tonight's stop 0, delayed 0, failed 0",
+    ]
 
-    # 1. The mail is in the outbox already, under the name printed; the opted-out instance is not in it.
+    # 1. One mail per recipient, in the outbox already: the team's, under the name printed, covers both
+    #    workspaces, in the order of aml_workspaces, each with its own shutdown time.
     assert steps.mail.parent == demo.outbox.resolve() and steps.mail.name.endswith(f"-{TEAM}.html")
     mail = steps.mail.read_text(encoding="utf-8")
-    assert "Not stopped: 1 instance opted out with the <code>auto-shutdown</code> tag." in mail
+    assert re.findall(r"<h2[^>]*>([^<]+)</h2>", mail) == [home.name, away.name]
+    assert "7 compute instances will be stopped" in mail and "2 workspaces stop their running" in mail
+    assert "Not stopped in ws-demo: 1 instance opted out with the <code>auto-shutdown</code> tag." in mail
     assert "ci-frank" not in mail and not list(demo.outbox.glob("*-frank@contoso.com.*"))
+    for workspace, names in ((home, {"ci-alice", "ci-bob", "ci-dave", "ci-erin"}),
+                             (away, {"ci-alice", "ci-bob", "ci-grace"})):  # fmt: skip
+        group = mail_group(mail, workspace.name)
+        assert set(re.findall(r"Keep (ci-\w+) running", group)) == names
+        assert f"at {workspace.shutdown_at.astimezone(workspace.zone):%H:%M} " in group  # its own local time
+    #    An owner with an instance in each workspace gets one mail about both; others one about theirs.
+    alice = demo.newest_mail("alice@contoso.com")[0].read_text(encoding="utf-8")
+    assert re.findall(r"<h2[^>]*>([^<]+)</h2>", alice) == [home.name, away.name]
+    assert len(list(demo.outbox.glob("*-alice@contoso.com.json"))) == 1
+    grace = demo.newest_mail("grace@contoso.com")[0].read_text(encoding="utf-8")
+    assert f"Workspace <strong>{away.name}</strong>" in grace and f"<strong>{home.name}</strong>" not in grace
     assert "SendGrid stand-in accepted a mail to ml-team@contoso.com" in demo.output
 
-    # 2. The link with the printed text opens the confirmation; only the button keeps the instance.
-    anchors = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', mail)
-    (link,) = [html.unescape(href) for href, text in anchors if text == steps.click]
+    # 2. The link with the printed text, under the printed workspace, opens the confirmation; only the
+    #    button keeps the instance, and only in that workspace.
+    assert steps.click_under == home.name
+    link = anchors(mail_group(mail, home.name))[steps.click]
     assert link.startswith(f"http://localhost:{demo.port}/api/CancelShutDown?token=")
     status, headers, page = demo.request("GET", link)
     assert (
@@ -113,38 +184,66 @@ def test_the_demo_walkthrough_as_printed(demo):
     assert 'ws-demo <span class="muted">(resource group rg-demo)</span>' in page
     status, _, page = demo.request("POST", link, b"", {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200 and "ci-alice keeps running tonight" in page
+    #    The same instance name in the other workspace has its own link, and nobody kept it.
+    (other,) = [href for text, href in anchors(mail_group(mail, away.name)).items() if "ci-alice" in text]
+    assert other != link
+    status, _, page = demo.request("GET", other)
+    assert (
+        status == 200
+        and f'{away.name} <span class="muted">(resource group {away.resource_group})</span>' in page
+    )
+    assert "Tonight's automatic shutdown will stop this compute instance." in page  # no keep in force
 
     # 3. Before the shutdown time the printed admin call is a tick like any other: it does nothing.
-    assert datetime.now(UTC) < shutdown - timedelta(seconds=2), "the demo started too slowly for this test"
+    assert datetime.now(UTC) < home.shutdown_at - timedelta(seconds=2), "the demo started too slowly"
     mark = len(demo.lines)
     assert follow(demo, steps.curl) == 202
     time.sleep(POLL)
-    assert datetime.now(UTC) < shutdown
+    assert datetime.now(UTC) < home.shutdown_at
     assert app_lines(demo.lines[mark:]) == []  # no summary, no stop, no remote call worth a line
     assert "AzureML stand-in:" not in demo.output  # every instance is as seeded: nothing was stopped
 
-    #    From the shutdown time on, the same call sweeps (or the five-minute tick has, if it came first).
-    mark = len(demo.lines)
-    time.sleep(max(0.0, (shutdown - datetime.now(UTC)).total_seconds()) + 0.1)
-    assert follow(demo, steps.curl) == 202
-
-    # 4. The summary line is the one printed; the stand-in stopped ci-bob and ci-erin, nothing else.
+    #    From ws-demo's shutdown time on, the same call sweeps ws-demo, and only ws-demo.
+    mark = sweep_at(demo, steps, home)
+    # 4. Its summary line and the tick's total are the ones printed; the stand-in stopped ci-bob and
+    #    ci-erin of ws-demo, nothing in the other workspace.
     summary = demo.wait_for_line("ComputeShutdown for the night of", after=mark)
-    assert summary.endswith(steps.summary), summary
+    assert says(summary, steps.summaries[0]), summary
+    total = demo.wait_for_line("ComputeShutdown total over", after=demo.lines.index(summary))
+    assert says(total, steps.summaries[1]), total
     assert any("Keeping ci-alice running tonight" in line for line in demo.lines[mark:])
     for name in ("ci-bob", "ci-erin"):
-        demo.wait_for_line(f"AzureML stand-in: {name} Running -> Stopping", after=mark)
-        demo.wait_for_line(f"AzureML stand-in: {name} Stopping -> Stopped", after=mark)
+        demo.wait_for_line(f"AzureML stand-in: {home.name}/{name} Running -> Stopping", after=mark)
+        demo.wait_for_line(f"AzureML stand-in: {home.name}/{name} Stopping -> Stopped", after=mark)
+    time.sleep(POLL)
+    assert datetime.now(UTC) < away.shutdown_at, "the sweep of ws-demo took too long for this test"
+    assert f"AzureML stand-in: {away.name}/" not in demo.output
+    assert sum("ComputeShutdown for the night of" in line for line in app_lines(demo.lines[mark:])) == 1
 
-    #    A second call after the sweep finds the night done: no second sweep, nothing stopped.
+    #    A minute later, at its own local time, the other workspace: the same call sweeps it. Its
+    #    ci-alice is stopped with the rest: the keep was for ws-demo's.
+    mark = sweep_at(demo, steps, away)
+    summary = demo.wait_for_line(f"in workspace {away.label}:", after=mark)
+    assert says(summary, steps.summaries[2]), summary
+    total = demo.wait_for_line("ComputeShutdown total over", after=demo.lines.index(summary))
+    assert says(total, steps.summaries[3]), total
+    for name in ("ci-alice", "ci-bob", "ci-grace"):
+        demo.wait_for_line(f"AzureML stand-in: {away.name}/{name} Running -> Stopping", after=mark)
+        demo.wait_for_line(f"AzureML stand-in: {away.name}/{name} Stopping -> Stopped", after=mark)
+
+    #    A call after both sweeps finds both nights done: no third sweep, nothing stopped.
     mark = len(demo.lines)
     assert follow(demo, steps.curl) == 202
     time.sleep(POLL)
     assert app_lines(demo.lines[mark:]) == []
     logged = [line for line in demo.lines if line.startswith("[")]  # not the printed steps
-    assert sum("ComputeShutdown for the night of" in line for line in logged) == 1
+    assert sum("ComputeShutdown for the night of" in line for line in logged) == 2
+    assert sum("ComputeShutdown total over" in line for line in logged) == 2
     changed = {m.group(1) for m in re.finditer(r"AzureML stand-in: (\S+) ", demo.output)}
-    assert changed == {"ci-bob", "ci-erin"}
+    assert changed == {
+        f"{home.name}/ci-bob", f"{home.name}/ci-erin",
+        f"{away.name}/ci-alice", f"{away.name}/ci-bob", f"{away.name}/ci-grace",
+    }  # fmt: skip
 
     # The dev host never logs a link token, not even for the requests it served.
     token = link.split("token=")[1]
@@ -158,18 +257,41 @@ def test_the_functions_their_urls_and_the_steps_are_printed(demo):
         f"CancelShutDown: [DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT] http://localhost:{demo.port}/api/CancelShutDown"
         in out
     )
-    for step in ("The mail went out at start", "Open it in a browser", "Wait until", "Read the summary line"):
+    for step in ("The mail went out at start", "in a browser", "Wait until", "Read the summary lines"):
         assert step in out
-    assert re.search(r"Calendar: time_zone \S+, shutdown_time \d\d:\d\d, warning_minutes 60,", out)
+    assert "aml_workspaces (JSON form)" in out and re.search(r"App-wide: warning_minutes 60,", out)
     assert "mail_schedule" not in out and "shutdown_schedule" not in out
 
 
-def test_the_sweep_tick_printed_is_the_first_five_minute_tick_at_or_after_the_shutdown(demo):
+def test_the_sweep_ticks_printed_are_the_first_five_minute_ticks_at_or_after_each_shutdown(demo):
     steps = Steps.printed_by(demo.output)
-    local = demo.shutdown_at.astimezone(ZoneInfo(re.search(r"time_zone (\S+),", demo.output).group(1)))
-    minutes = local.minute + (-local.minute) % 5
-    tick = local.replace(minute=0) + timedelta(minutes=minutes)
-    assert steps.sweep_tick == f"{tick:%H:%M}"
+    here = demo.machine_zone
+
+    def tick(workspace: PrintedWorkspace) -> str:
+        local = workspace.shutdown_at.astimezone(here)
+        return f"{local.replace(minute=0) + timedelta(minutes=local.minute + (-local.minute) % 5):%H:%M}"
+
+    home, away = demo.workspaces
+    if tick(home) == tick(away):
+        expected = f"the {tick(home)} tick sweeps both at once, unless you ran the call at {home.shutdown_at.astimezone(here):%H:%M}"
+    else:
+        expected = f"the {tick(home)} tick sweeps {home.name}, the {tick(away)} tick {away.name}"
+    assert " ".join(steps.ticks.split()) == expected
+
+
+@pytest.mark.parametrize(
+    "home, expected",
+    [
+        ("Etc/UTC", "America/New_York"),
+        ("Europe/Berlin", "America/New_York"),
+        ("Asia/Seoul", "America/New_York"),  # Tokyo's clock: New York it is
+        ("America/New_York", "Asia/Tokyo"),
+        ("America/Toronto", "Asia/Tokyo"),  # another name for New York's clock
+    ],
+)
+def test_the_second_workspace_keeps_another_clock_than_this_machine(home, expected):
+    for now in ("2026-01-15T12:00:00+00:00", "2026-07-15T12:00:00+00:00"):
+        assert away_zone_name(ZoneInfo(home), datetime.fromisoformat(now)) == expected
 
 
 def test_unknown_functions_and_routes_are_404(demo):
