@@ -251,10 +251,11 @@ Try it (times on this machine's clock, {self.zone.key}):
      ci-frank opted out (tagged auto-shutdown=off: it is never mailed about or stopped).
      At {away_here}, {away}'s, then the total of that tick:
        ComputeShutdown for the night of {away_line}
-       ComputeShutdown total over 2 workspace(s): {listing(AWAY_COUNTS)}
+       ComputeShutdown total over 1 workspace(s): {listing(AWAY_COUNTS)}
      ci-alice, ci-bob and ci-grace stopped (the keep was for ci-alice in {home} only), ci-heidi not
-     running. A total counts every workspace whose night that tick looked at: {home}'s, swept already,
-     adds nothing. A tick that sweeps both logs both lines, then: total over 2 workspace(s): {both}
+     running. A total counts the workspaces that tick swept (or failed): {home}'s night, swept
+     already, is not counted again. A tick that sweeps both logs both lines, then: total over 2
+     workspace(s): {both}
 
 Ctrl-C stops everything (dev host, stand-ins, Azurite).
 """

@@ -54,7 +54,7 @@ def sweep_estate(
         list(workspaces), sweep, lambda item: item[0].target.subscription_id.lower(),
         WORKSPACES_PER_SUBSCRIPTION, stop_budget + LIST_BUDGET,
     )  # fmt: skip
-    reports = []
+    reports, failed = [], 0
     for item in workspaces:  # in the settings' order, whichever finished first
         calendar, outcome = item[0], outcomes[item]
         label = calendar.target.label
@@ -62,8 +62,10 @@ def sweep_estate(
             reports.append(outcome)
             failures.update({_key(named, label, name): why for name, why in outcome.failures.items()})
         elif isinstance(outcome, RunFailedError):
+            failed += 1
             failures.update({_key(named, label, name): why for name, why in outcome.failures.items()})
         elif isinstance(outcome, Exception):
+            failed += 1
             failures[label] = str(outcome)
             if isinstance(outcome, OutOfTimeError):
                 log.error("ComputeShutdown in workspace %s: %s", label, outcome)
@@ -71,7 +73,9 @@ def sweep_estate(
                 log.error("ComputeShutdown in workspace %s failed: %s", label, outcome,
                           exc_info=traceback_if_bug(outcome))  # fmt: skip
     if reports or failures:
-        (log.error if failures else log.info)(total_line(reports, len(workspaces), failures, options.dry_run))
+        (log.error if failures else log.info)(
+            total_line(reports, len(reports) + failed, failures, options.dry_run)
+        )
     alone = [o for o in outcomes.values() if isinstance(o, Exception)]
     if not named and alone:
         raise alone[0]  # one workspace: its own error, whose type tells monitoring what happened

@@ -3,8 +3,8 @@ window has closed), one mail to `report_emails` with what was stopped, kept and 
 
 A ComputeShutdown tick asks this after its sweeps. A report day is a local date: the night of 24
 November is Tokyo's, Berlin's and New York's 24 November, hours apart in UTC, and its report goes out
-after the last of them. Outside the hours from the first of those shutdowns to an hour after the last
-window closes, nothing here makes a remote call. The report is claimed in the ledger like a night's
+after the last of them. Only ticks inside one of that date's sweep windows, or in the hour after the
+last one closed, make a remote call for it. The report is claimed in the ledger like a night's
 mail run, so it goes out once, whatever the ticks, hosts and retries.
 """
 
@@ -40,16 +40,20 @@ class ReportOptions:
 
 
 def report_day(now: datetime, calendars: Sequence[ShutdownCalendar]) -> tuple[date, datetime] | None:
-    """The local date whose report may be due now, and when its last sweep window closes: from the
-    first shutdown of that date in any zone until AUDIT after the last window closed."""
+    """The local date whose report may be due now, and when its last sweep window closes. It is asked
+    for only while one of that date's sweep windows is open (a sweep may just have finished) and for
+    AUDIT after the last one closed: between windows, no tick reads anything for the report."""
     days = sorted({c.local_date(now) + timedelta(days=d) for c in calendars for d in (-1, 0)})
     for day in days:
-        nights = [(c, n) for c in calendars if (n := c.night(day))]
-        if not nights:
+        windows = [
+            (n.shutdown_at, n.shutdown_at + c.rules.catch_up + c.rules.longest_delay)
+            for c in calendars
+            if (n := c.night(day))
+        ]
+        if not windows:
             continue
-        opens = min(n.shutdown_at for _, n in nights)
-        closes = max(n.shutdown_at + c.rules.catch_up + c.rules.longest_delay for c, n in nights)
-        if opens <= now <= closes + AUDIT:
+        closes = max(end for _, end in windows)
+        if any(start <= now <= end for start, end in windows) or closes <= now <= closes + AUDIT:
             return day, closes
     return None
 
@@ -65,19 +69,20 @@ def send_report(
     if due is None:
         return None  # the common case: no remote call at all
     day, closes = due
-    managed, unlisted = estate.due(lambda c: c.night(day) is not None, directory, policy)
     report_night = Night(REPORT_TARGET, day, datetime.combine(day, time(), UTC))
     record = policy.call(lambda: ledger.night_record(report_night, REPORT), "reading the report's record")
-    if (record is not None and record.finished) or not managed:
+    if record is not None and record.finished:
         return None
-    sweeps = {m.target.key: _sweep_record(m, day, ledger, policy) for m in managed}
+    # Every workspace, those without a shutdown that day too: the month's totals are the estate's.
+    managed, unlisted = estate.due(lambda c: True, directory, policy)
+    sweeps = {m.target.key: _sweep_record(m, day, ledger, policy) for m in managed if m.calendar.night(day)}
     if now <= closes and not all(r is not None and r.finished for r in sweeps.values()):
         return None  # a sweep still runs (or delayed stops wait): the report waits for it
     record = claim_night(ledger, report_night, REPORT, now, policy)
     if record is None:
         return None
     try:
-        parts = [_part(m, day, sweeps[m.target.key], ledger, prices, options, policy) for m in managed]
+        parts = [_part(m, day, sweeps.get(m.target.key), ledger, prices, options, policy) for m in managed]
         mail = compose(day, parts, unlisted, options)
         for to in options.recipients:
             if to not in record.done:

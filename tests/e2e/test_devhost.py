@@ -144,7 +144,7 @@ def test_the_demo_walkthrough_as_printed(demo):
         f"ComputeShutdown for the night of {night[away.name]} in workspace {away.label}: stopped 3, "
         "kept by request 0, busy with a job 0, not running 1, opted out 0, restarted after tonight's stop 0, "
         "delayed 0, failed 0",
-        "ComputeShutdown total over 2 workspace(s): stopped 3, kept by request 0, busy with a job 0, "
+        "ComputeShutdown total over 1 workspace(s): stopped 3, kept by request 0, busy with a job 0, "
         "not running 1, opted out 0, restarted after tonight's stop 0, delayed 0, failed 0",
     ]
 

@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import unquote
 
+import pytest
+
 from shared import app
 from shared.cancellation import CancelRequest, Outcome
 from shared.domain import ClientInfo, Instance, StopOutcome
 from shared.errors import AutoShutdownError, TransientServiceError
 from shared.links import CancelGrant
+from shared.report import report_day
 from shared.retry import RetryPolicy
 from shared.settings import Settings
 from shared.shutdown_calendar import ShutdownCalendar
@@ -38,6 +41,8 @@ DAYS = 365
 OWNERS = {"ci-alice": "alice", "ci-bob": "bob", "ci-carol": "carol", "ci-dave": "dave", "ci-erin": "erin"}
 TAGS = {"ci-carol": (("auto-shutdown", "never"),), "ci-erin": (("auto-shutdown", "2026-06-30"),)}
 TEAM = "ml-team@contoso.com"
+FINOPS = "finops@contoso.com"
+SIZE, PRICE = "STANDARD_DS3_V2", 0.293  # every instance: USD per hour
 CHOICES, REMINDER = ("60", "120", "night"), timedelta(minutes=15)
 SUBSCRIPTION = "3b1c0d7e-0000-4000-8000-0000000000ea"
 SITES = (("ws-berlin", "Europe/Berlin", "DE-BY"), ("ws-new-york", "America/New_York", "US-NY"),
@@ -71,6 +76,11 @@ class Flaky:
         return call
 
 
+class ListPrices:
+    def hourly_price(self, region, size, currency):
+        return PRICE if (region, size, currency) == ("westeurope", SIZE, "USD") else None
+
+
 class SimWorkspace:
     """Like ARM: a stop stops whatever it is told to. Being careful is the app's job, and checked here."""
 
@@ -81,7 +91,10 @@ class SimWorkspace:
         self.now = datetime.min.replace(tzinfo=UTC)
 
     def list_instances(self) -> list[Instance]:
-        return [Instance(n, s, f"{OWNERS[n]}@contoso.com", TAGS.get(n, ())) for n, s in self.states.items()]
+        return [
+            Instance(n, s, f"{OWNERS[n]}@contoso.com", TAGS.get(n, ()), SIZE, "westeurope")
+            for n, s in self.states.items()
+        ]
 
     def stop(self, name: str) -> StopOutcome:
         if self.states[name] == "JobRunning":
@@ -112,6 +125,7 @@ class Year:
     rng: random.Random
     failed_runs: list[tuple[str, datetime, str]] = field(default_factory=list)
     ticks_with_calls_outside_windows: int = 0
+    reports: list = field(default_factory=list)  # the morning-after reports, as mailed
 
     def __post_init__(self):
         entries = [{"subscription_id": SUBSCRIPTION, "resource_group": "rg-ml", "workspace": name,
@@ -120,7 +134,7 @@ class Year:
             environ(
                 **SINGLE_WORKSPACE_OFF, aml_workspaces=json.dumps(entries), shutdown_days="Mon-Fri",
                 skip_dates="2026-08-10..2026-08-14", warning_minutes="60", catch_up_minutes="120",
-                notify_instance_owner="true", to_emails=TEAM, reminder_minutes="15",
+                notify_instance_owner="true", to_emails=TEAM, reminder_minutes="15", report_emails=FINOPS,
             )
         )  # fmt: skip
         self.ledger_fake, self.mailer_fake = FakeLedger(), FakeMailer()
@@ -142,7 +156,7 @@ class Year:
             self.the_app = app.bootstrap(
                 self.settings, workspaces=lambda sub, rg, name: self.sites[name].compute, directory=None,
                 ledger=self.ledger, mailer=self.mailer, clock=lambda: self.now, sleep=lambda s: None,
-                monotonic=lambda: 0.0,
+                monotonic=lambda: 0.0, prices=ListPrices(),
             )  # fmt: skip
         return self.the_app
 
@@ -189,8 +203,9 @@ class Year:
             except AutoShutdownError as error:
                 self.failed_runs.append((name, now, str(error)))
         if self.calls != before:
-            due = any(c.mail_due(now) or c.sweep_due(now) or c.audit_due(now)
-                      for c in (site.calendar for site in self.sites.values()))  # fmt: skip
+            calendars = [site.calendar for site in self.sites.values()]
+            due = any(c.mail_due(now) or c.sweep_due(now) or c.audit_due(now) for c in calendars)
+            due = due or report_day(now, calendars) is not None  # the morning-after report's window
             self.ticks_with_calls_outside_windows += not due
 
     def _mail(self, now: datetime) -> None:
@@ -209,7 +224,11 @@ class Year:
                     site.reminders.append((mail.instances[0], night.day, mail.subject, now))
 
     def _sweep(self, now: datetime) -> None:
-        self._app(now).compute_shutdown()
+        sent = len(self.mailer_fake.sent)
+        try:
+            self._app(now).compute_shutdown()
+        finally:
+            self.reports += [m for m in self.mailer_fake.sent[sent:] if m.to == FINOPS]
 
     def _click(self, at: datetime, site: Site, instance: str, night, delay: str) -> None:
         owner = f"{OWNERS[instance]}@contoso.com"  # the link from the owner's own mail
@@ -275,7 +294,48 @@ def test_a_simulated_year_of_three_workspaces_in_three_zones(capsys):
     assert len([f for f in year.failed_runs for _ in re.finditer(r"missed: ", f[2])]) == missed_total
     assert year.ticks_with_calls_outside_windows == 0
     # The same instance names in three workspaces: never one keep or record for two of them.
-    assert len({key.rsplit("|", 1)[0] for key, _ in year.ledger_fake.nights}) == 3
+    assert len({key.rsplit("|", 1)[0] for key, _ in year.ledger_fake.nights if key.startswith("3b1c")}) == 3
+    _check_monthly_totals(year, capsys)
+
+
+def _check_monthly_totals(year: Year, capsys) -> None:
+    """One report per report day; each month's total (the last report's month so far, and the next
+    month's first report's previous month) equals the sum of its nights, and of the ledger's rows."""
+    figures = [_figures(report) for report in year.reports]
+    days = [day for day, *_ in figures]
+    assert len(days) == len(set(days)) and len(days) >= 250  # once per night, whatever the retries
+    months: dict[tuple[int, int], list] = defaultdict(list)
+    for day, tonight, so_far, previous in figures:
+        months[(day.year, day.month)].append((day, tonight, so_far, previous))
+    totals = {}
+    for month, reports in sorted(months.items()):
+        nights = round(sum(tonight for _, tonight, _, _ in reports), 2)
+        assert reports[-1][2] == pytest.approx(nights, abs=0.011), month
+        rows = [
+            r
+            for (key, _), r in year.ledger_fake.rows.items()
+            if key.rsplit("|", 1)[1].startswith(f"{month[0]}-{month[1]:02d}")
+        ]
+        assert nights == pytest.approx(sum(r.saving or 0 for r in rows), abs=0.011), month
+        totals[month] = nights
+    for month, reports in sorted(months.items())[1:]:
+        before = (month[0], month[1] - 1) if month[1] > 1 else (month[0] - 1, 12)
+        assert reports[0][3] == pytest.approx(totals[before], abs=0.011), month
+    assert len([m for m in totals if m[0] == 2026]) == 12
+    with capsys.disabled():
+        print(
+            "\n  monthly savings (USD): "
+            + ", ".join(f"{y}-{m:02d} {v:.2f}" for (y, m), v in sorted(totals.items()))
+        )
+
+
+def _figures(report) -> tuple[date, float, float, float]:
+    day = datetime.strptime(report.subject.split("night of ")[1], "%A %d %B %Y").date()
+    text = report.text
+    tonight = float(re.search(r"Estimated saving tonight: ([\d.]+) USD", text).group(1))
+    so_far = float(re.search(rf"\n{day:%B} so far: ([\d.]+) USD", text).group(1))
+    previous = float(re.search(r"\n[A-Z][a-z]+: ([\d.]+) USD\n", text).group(1))
+    return day, tonight, so_far, previous
 
 
 def _check(year: Year, site: Site, capsys) -> int:
