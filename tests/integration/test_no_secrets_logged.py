@@ -5,6 +5,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from azureml.core.authentication import MsiAuthentication, ServicePrincipalAuthentication
 
 from shared import app
 from shared.settings import load_settings
@@ -41,4 +42,4 @@ def test_a_whole_evening_at_debug_level_logs_no_secret_and_no_token(wire, caplog
 def test_managed_identity_is_used_without_service_principal_settings(wire):
     wire.configure(service_principal_id=None, service_principal_password=None)
     auth = app.bootstrap(load_settings()).workspace._auth()
-    assert type(auth).__name__ == "MsiAuthentication"
+    assert isinstance(auth, MsiAuthentication) and not isinstance(auth, ServicePrincipalAuthentication)
