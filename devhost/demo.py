@@ -12,6 +12,11 @@ nobody waits for a real evening, the demo's shutdowns are a few minutes after st
 of each entry) and their warning windows (`warning_minutes`) are already open. The next five-minute
 tick may be up to five minutes away, so the demo runs one MailSender tick itself as soon as the host
 is up, the way the admin route runs one: the mail is in the outbox before the steps are printed.
+
+With `report_emails` set, the tick that sweeps the second workspace also mails the morning-after report
+of the night: every instance is a Standard_DS3_v2 whose Linux list price the Retail Prices stand-in
+serves for its workspace's region, so the report shows money. The report covers one local date, so the
+second workspace's zone is one whose date at its shutdown is ws-demo's (see away_zone_name).
 """
 
 from __future__ import annotations
@@ -58,7 +63,10 @@ AWAY_INSTANCES = [
     ("ci-heidi", "Stopped", "heidi@contoso.com", {}),
 ]
 TEAM = "ml-team@contoso.com"
+REPORT_TO = "finops@contoso.com"  # report_emails: the morning-after report goes here
 RESOURCE_GROUP = "rg-demo"
+# Every demo instance runs on the AzureML stand-in's default size (vmSize, Azure ML's spelling).
+VM_SIZE = "STANDARD_DS3_V2"
 
 
 @dataclass(frozen=True)
@@ -67,14 +75,22 @@ class DemoWorkspace:
     resource_group: str
     region: str
     instances: list[tuple[str, str, str, dict[str, str]]]
+    # The Linux pay-as-you-go price (USD per hour) the Retail Prices stand-in serves for VM_SIZE in
+    # `region`: illustrative, of the right order, not a quote (westeurope and eastus are the stand-in's
+    # default catalogue's figures; the demo seeds every one, so each region has a price).
+    hourly: float
 
 
-HOME = DemoWorkspace("ws-demo", RESOURCE_GROUP, "westeurope", DEMO_INSTANCES)
-# The second workspace's zone: the first of these whose clock differs from this machine's.
+HOME = DemoWorkspace("ws-demo", RESOURCE_GROUP, "westeurope", DEMO_INSTANCES, 0.293)
+# The second workspace's zone: the first of these whose clock differs from this machine's and whose
+# date at the shutdown is this machine's (see away_zone_name).
 AWAY = {
-    "America/New_York": DemoWorkspace("ws-demo-ny", "rg-demo-ny", "eastus", AWAY_INSTANCES),
-    "Asia/Tokyo": DemoWorkspace("ws-demo-tokyo", "rg-demo-tokyo", "japaneast", AWAY_INSTANCES),
-}
+    "America/New_York": DemoWorkspace("ws-demo-ny", "rg-demo-ny", "eastus", AWAY_INSTANCES, 0.229),
+    "Asia/Tokyo": DemoWorkspace("ws-demo-tokyo", "rg-demo-tokyo", "japaneast", AWAY_INSTANCES, 0.321),
+    "America/Los_Angeles": DemoWorkspace("ws-demo-la", "rg-demo-la", "westus2", AWAY_INSTANCES, 0.229),
+    "Australia/Sydney": DemoWorkspace("ws-demo-sydney", "rg-demo-sydney", "australiaeast", AWAY_INSTANCES, 0.339),
+    "Pacific/Honolulu": DemoWorkspace("ws-demo-honolulu", "rg-demo-honolulu", "westus", AWAY_INSTANCES, 0.257),
+}  # fmt: skip
 # ws-demo's shutdown is the first whole minute at least this far ahead: three minutes to open the mail
 # and click, and a time a person can type (shutdown_time is HH:MM).
 SHUTDOWN_LEAD = 180
@@ -104,8 +120,6 @@ class Demo:
             sendgrid={"outbox_dir": outbox},
         )
         self.zone = ZoneInfo(_local_zone_name())
-        self.away_zone = ZoneInfo(away_zone_name(self.zone, datetime.now(UTC)))
-        self.away = AWAY[self.away_zone.key]
         self._settle()
         self.mail: Path | None = None  # the team's mail, once the first tick has sent it
         self.mailed_at = datetime.now(UTC)
@@ -113,7 +127,14 @@ class Demo:
 
     def _settle(self) -> None:
         self.shutdown_at = shutdown_instant(datetime.now(UTC), self.shutdown_in, self.zone)
+        self.away_zone = ZoneInfo(away_zone_name(self.zone, self.shutdown_at))
+        self.away = AWAY[self.away_zone.key]
         self.away_at = shutdown_instant(self.shutdown_at, AWAY_GAP, self.away_zone)
+
+    @property
+    def same_date(self) -> bool:
+        """Whether both nights fall on one local date, so one report covers both (see away_zone_name)."""
+        return self.shutdown_at.astimezone(self.zone).date() == self.away_at.astimezone(self.away_zone).date()
 
     def start(self) -> dict[str, str]:
         """Start everything; return the App Settings (and proxy variables) the app should run with."""
@@ -122,20 +143,22 @@ class Demo:
         try:
             self.azurite.start()
             self.standins.start()
+            # Settled once everything is up, so that starting slowly never eats into the time to click;
+            # before the second workspace is added, since its zone (and so its name) depends on the date.
+            self._settle()
             aml = self.standins.azureml
             away = aml.add_workspace(
                 aml.subscription_id, self.away.resource_group, self.away.name, self.away.region
             )
             for workspace, spec in ((aml.default_workspace, HOME), (away, self.away)):
+                self.standins.prices.seed_price(spec.region, VM_SIZE, spec.hourly)  # USD, Linux
                 for name, state, creator, tags in spec.instances:
-                    workspace.seed(name, state, created_by=creator, tags=tags)
+                    workspace.seed(name, state, created_by=creator, tags=tags, vm_size=VM_SIZE)
             self.narrator = _Narrator(self.standins, self.outbox)
             self.narrator.start()
         except BaseException:
             self.stop()
             raise
-        # Settled once everything is up, so that starting slowly never eats into the time to click.
-        self._settle()
         return {**self.standins.env, **self._settings()}
 
     def stop(self) -> None:
@@ -186,6 +209,7 @@ class Demo:
             "cancel_link_secret": secrets.token_urlsafe(48),
             "warning_minutes": str(WARNING_MINUTES),
             "notify_instance_owner": "true",
+            "report_emails": REPORT_TO,  # currency USD and workday_start 08:00: their defaults
         }
 
     def steps(self, timers: TimerScheduler) -> str:
@@ -222,14 +246,18 @@ class Demo:
             by_itself = f"the {tick:%H:%M} tick sweeps both at once, unless you ran the call at {at}"
         else:
             by_itself = f"the {tick:%H:%M} tick sweeps {home}, the {away_tick:%H:%M} tick {away}"
+        report_step = self._report_step(at, away_here)
         return f"""
 Azure ML auto-shutdown - local demo (no Azure account needed)
   One deployment, two workspaces: aml_workspaces (JSON form) gives each its own time zone and shutdown time:
 {setting}
-  App-wide: warning_minutes {WARNING_MINUTES}, catch_up_minutes 120, to_emails {TEAM}, notify_instance_owner true.
+  App-wide: warning_minutes {WARNING_MINUTES}, catch_up_minutes 120, to_emails {TEAM}, notify_instance_owner true,
+    report_emails {REPORT_TO} (currency USD and workday_start 08:00, their defaults).
     Both timers tick every five minutes (:00, :05, ...) and ask each workspace's calendar what is due.
 {workspaces}
   Table Storage: Azurite at {self.azurite.table_endpoint}; SendGrid stand-in writes mails to {self.outbox.resolve()}/
+  Retail Prices stand-in (prices.azure.com): every instance is a {VM_SIZE}, listed at {HOME.hourly} USD/h in
+    {HOME.region} ({home}) and {self.away.hourly} USD/h in {self.away.region} ({away}), Linux pay-as-you-go.
 
 Try it (times on this machine's clock, {self.zone.key}):
   1. {mail_step}
@@ -243,8 +271,8 @@ Try it (times on this machine's clock, {self.zone.key}):
      and run it again: it sweeps {away}. Before a workspace's shutdown time the call does nothing for
      it (try it now); once its night is swept, it finds it done. Or let the five-minute ticks do it:
      {by_itself}.
-  4. Read the summary lines in the console (each may end with the night's estimated saving,
-     `, saving ...`). At {at}, {home}'s, then the total of that tick:
+  4. Read the summary lines in the console (each ends with the night's estimated saving,
+     `, saving ... USD`). At {at}, {home}'s, then the total of that tick:
        ComputeShutdown for the night of {home_line}
        ComputeShutdown total over 1 workspace(s): {listing(HOME_COUNTS)}
      ci-alice kept, ci-bob and ci-erin stopped, ci-dave busy with a job, ci-carol not running,
@@ -256,9 +284,38 @@ Try it (times on this machine's clock, {self.zone.key}):
      running. A total counts the workspaces that tick swept (or failed): {home}'s night, swept
      already, is not counted again. A tick that sweeps both logs both lines, then: total over 2
      workspace(s): {both}
+  5. {report_step}
 
 Ctrl-C stops everything (dev host, stand-ins, Azurite).
 """
+
+    def _report_step(self, at: str, away_here: str) -> str:
+        """Step 5: the morning-after report, which the tick that sweeps the second workspace sends."""
+        home, away = HOME.name, self.away.name
+        day = self.shutdown_at.astimezone(self.zone).date()
+        before = day.replace(day=1) - timedelta(days=1)
+        outbox = self.outbox.resolve()
+        if not self.same_date:  # see away_zone_name: only just before or after midnight on the date line
+            away_day = self.away_at.astimezone(self.away_zone).date()
+            return f"""The morning-after report (report_emails {REPORT_TO}) covers one date's nights and goes
+     out after that date's last sweep. Here the two nights fall on two dates ({day} here, {away_day}
+     in {self.away_zone.key}): each date's report waits until the other workspace's night of that date
+     has been swept or its window has closed, hours from now. Start the demo at another time of day to
+     see it right after the second sweep, in {outbox}/*-{REPORT_TO}.html."""
+        return f"""Right after {away}'s sweep (at {away_here}: both nights of {day} are swept now), the same
+     tick mails the morning-after report to {REPORT_TO} (report_emails), once: later calls and
+     ticks find it sent. The console names its file, {outbox}/<time>-<n>-{REPORT_TO}.html;
+     open it in a browser. Subject "Auto-shutdown report for the night of {day:%A} {day.day} {day:%B %Y}".
+     At the top, what needs attention (nothing, tonight); then tonight's estimated saving, {day:%B} so
+     far and {before:%B}; then per workspace each instance and what happened: in {home}, ci-alice kept
+     all night by the address whose link you used, ci-bob and ci-erin stopped at {at}, each with its
+     saving (the hours until workday_start, 08:00 on the next working day in its workspace's zone, times
+     {HOME.hourly} USD/h), ci-dave busy with a job, ci-frank opted out, ci-carol not running; in {away},
+     ci-alice, ci-bob and ci-grace stopped ({self.away.hourly} USD/h), ci-heidi not running. The .json beside it
+     is the mail as SendGrid took it: its "attachments" hold the CSV (auto-shutdown-{day:%Y-%m}-to-{day}.csv,
+     base64 in "content"), one row per instance and night of {day:%B} so far; its saving column sums
+     to "{day:%B} so far". Chose "Stop it at ... instead"? Then the report waits for that stop and
+     shows ci-alice stopped at that time, with the hours from then."""
 
     @staticmethod
     def _summary(spec: DemoWorkspace, zone: ZoneInfo, at: datetime, subscription: str, counts) -> str:
@@ -267,15 +324,33 @@ Ctrl-C stops everything (dev host, stand-ins, Azurite).
         return f"{at.astimezone(zone).date()} in workspace {label}: {listing(counts)}"
 
 
-def away_zone_name(home: ZoneInfo, now: datetime) -> str:
-    """The second workspace's zone: the first of AWAY whose clock differs from this machine's zone's
-    (tonight, and an hour from now: a daylight-saving change in between must not make them meet)."""
-    for name in AWAY:
+def away_zone_name(home: ZoneInfo, shutdown_at: datetime) -> str:
+    """The second workspace's zone, for ws-demo's shutdown at `shutdown_at`: the first of AWAY whose clock
+    differs from this machine's zone's (at the shutdown, and an hour later: a daylight-saving change in
+    between must not make them meet) and whose local date at its own shutdown, a minute later, is ws-demo's.
+
+    The report covers one local date (the night of 24 November is Tokyo's, Berlin's and New York's 24
+    November) and goes out after that date's last sweep: with both nights on one date, it goes out right
+    after the second workspace's sweep. New York is 5 hours behind UTC, so after midnight UTC its date is
+    still yesterday; then Tokyo; on New York's clock, Los Angeles; on Tokyo's in the morning, Sydney; late
+    in the evening on Los Angeles' clock, Honolulu. Only where no zone of AWAY keeps another clock on the
+    same date (in the first hour or two after midnight in Sydney or Auckland, in the last two before it in
+    Honolulu) is it the first whose clock differs; then each date's report waits for the other date's
+    sweep window to close (see Demo.same_date)."""
+    instants = (shutdown_at, shutdown_at + timedelta(hours=1))
+    differ = [
+        name
+        for name in AWAY
+        if all(
+            at.astimezone(ZoneInfo(name)).utcoffset() != at.astimezone(home).utcoffset() for at in instants
+        )
+    ]
+    day = shutdown_at.astimezone(home).date()
+    for name in differ:
         zone = ZoneInfo(name)
-        if all(at.astimezone(zone).utcoffset() != at.astimezone(home).utcoffset()
-               for at in (now, now + timedelta(hours=1))):  # fmt: skip
+        if shutdown_instant(shutdown_at, AWAY_GAP, zone).astimezone(zone).date() == day:
             return name
-    raise AssertionError("unreachable: New York and Tokyo never keep the same time")
+    return differ[0]  # New York and Tokyo never keep the same time
 
 
 def _instances(spec: DemoWorkspace) -> str:

@@ -1,7 +1,9 @@
 """What people see, in headless Chromium: the mail, the confirmation page, the success page, an error page.
 
 Runs against the dev host demo, with its usual shutdowns a few minutes after start (so the links stay
-valid throughout; the sweeps themselves are test_devhost's walkthrough). The demo serves two workspaces
+valid throughout; the sweeps themselves are test_devhost's walkthrough). The morning-after report comes
+from a second demo whose shutdowns are within two minutes of start: it keeps ci-alice in ws-demo, runs
+the sweep once both shutdowns have passed, and the report it mails is opened from its outbox. The demo serves two workspaces
 in two zones, and its mail groups the instances by workspace. It takes this machine's zone from TZ, and
 here TZ is a zone where ws-demo's shutdown falls in the evening: its group then says "tonight", as it
 does in real use, whatever the time of day the tests run (the other workspace's says what its own
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -28,6 +31,9 @@ pytestmark = [
 ]
 
 WINDOWS = {"desktop": (1280, 900), "phone": (390, 844)}
+TEAM = "ml-team@contoso.com"
+FINOPS = "finops@contoso.com"  # the demo's report_emails
+REPORT_LEAD = 25  # seconds: the report demo's first shutdown; the report follows the second, a minute later
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
@@ -63,6 +69,40 @@ def devhost(tmp_path_factory):
         yield host
     finally:
         host.stop()
+
+
+class ReportDemo:
+    """A second demo, shutting down within two minutes of start, that mails the morning-after report.
+    Started before the module's first test, so that its shutdowns pass while the other tests run."""
+
+    def __init__(self, outbox: Path, zone: str):
+        self.host = DevHost(outbox, shutdown_in=REPORT_LEAD, env={"TZ": zone})
+        self.workspaces = self.host.workspaces
+        self._report: Path | None = None
+        # Keep ci-alice of ws-demo all night from the team's mail, as a person would (before the shutdown).
+        link = self.host.link(TEAM, "ci-alice", self.workspaces[0].name)
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        assert self.host.request("POST", link, b"", form)[0] == 200
+
+    def report(self) -> Path:
+        """The report's .html in the outbox: once both shutdowns have passed, one sweep call (or a
+        five-minute tick before it) sweeps what is left and mails it."""
+        if self._report is None:
+            last = max(w.shutdown_at for w in self.workspaces)
+            time.sleep(max(0.0, (last - datetime.now(UTC)).total_seconds()) + 0.5)
+            assert self.host.run_timer("ComputeShutdown") == 202
+            line = self.host.wait_for_line(f"SendGrid stand-in accepted a mail to {FINOPS}: ")
+            self._report = self.host.outbox / line.rsplit(": ", 1)[1]
+        return self._report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_demo(tmp_path_factory):
+    demo = ReportDemo(tmp_path_factory.mktemp("report-outbox"), evening_zone(datetime.now(UTC)))
+    try:
+        yield demo
+    finally:
+        demo.host.stop()
 
 
 @pytest.fixture(scope="module", params=list(WINDOWS))
@@ -238,3 +278,74 @@ def test_a_tampered_link_shows_the_error_page(browser, devhost, screenshots):
     assert browser.find_elements(By.TAG_NAME, "form") == []
     assert fits_the_window(browser)
     shoot(browser, screenshots, "error")
+
+
+@pytest.mark.timeout(300)  # the first call waits for the report demo's second shutdown: up to 150 s
+def test_the_morning_after_report_reads_well(browser, report_demo, screenshots):
+    """The report from the outbox, as a mail program would show it: at phone width nothing scrolls
+    sideways, its tables fit, and its figures are on screen, each on one line."""
+    from selenium.webdriver.common.by import By
+
+    home, away = report_demo.workspaces
+    day = home.shutdown_at.astimezone(home.zone).date()
+    browser.get(report_demo.report().as_uri())
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Night of {day:%A} {day.day} {day:%B %Y}"
+    assert [h.text for h in browser.find_elements(By.TAG_NAME, "h2")] == [home.name, away.name]
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Needs attention" not in body
+    tonight = re.search(r"Tonight \(5 stops\)\n(\d+\.\d\d) USD", body)
+    assert tonight and f"{day:%B} so far: {tonight.group(1)} USD" in body, body  # the month began tonight
+    assert "kept all night by ml-team@contoso.com" in body
+
+    # No sideways scrolling; every table, cell and text inside the window, none cut off.
+    assert fits_the_window(browser)
+    outside = browser.execute_script(
+        """return [...document.querySelectorAll('table, td, p, h1, h2, strong, span')].filter(e =>
+             e.getBoundingClientRect().right > innerWidth + 0.5 || e.getBoundingClientRect().left < 0
+             || (e.tagName != 'STRONG' && e.tagName != 'SPAN' && e.scrollWidth > e.clientWidth + 1)
+           ).map(e => e.tagName + ': ' + e.textContent.trim().slice(0, 40))"""
+    )
+    assert outside == [], outside
+    # The key figures (tonight's and the month's totals, each stop's saving) on screen, at a size one
+    # can read; each saving on one line.
+    amount = "[self::p or self::strong or self::td][contains(., ' USD')]"
+    figures = [  # the innermost elements that show an amount
+        e for e in browser.find_elements(By.XPATH, f"//*{amount}") if not e.find_elements(By.XPATH, f".//*{amount}")
+    ]  # fmt: skip
+    savings = [e for e in figures if e.tag_name == "td"]
+    assert len(savings) == 5 and all(re.fullmatch(r"\d+\.\d\d USD", e.text) for e in savings)
+    assert {e.text for e in figures} >= {f"{tonight.group(1)} USD"}
+    for element in figures:
+        font, lines = browser.execute_script(
+            "const e = arguments[0], text = document.createRange();"
+            "text.selectNodeContents(e);"  # the lines its text takes: the distinct tops of its boxes
+            "const tops = new Set([...text.getClientRects()].map(r => Math.round(r.top)));"
+            "return [parseFloat(getComputedStyle(e).fontSize), tops.size]",
+            element,
+        )
+        assert element.is_displayed() and font >= 12, (element.text, font)
+        if element in savings:
+            assert lines == 1, (element.text, lines)
+    shoot(browser, screenshots, "report")
+    resize(browser, WINDOWS[browser.window_name][1])
+
+
+@pytest.mark.timeout(300)  # as above, should it run first
+def test_the_report_breaks_no_instance_name_or_vm_size_at_phone_width(browser, report_demo, request):
+    """Each instance name and VM size of the report's tables on one line, as at desktop width."""
+    if browser.window_name == "phone":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="shared/templates/report.html: the instance cell's word-break:break-all lets the "
+                "table squeeze its column to a few characters at 390 px (ci-bo|b, STAND|ARD_D|S3_V2) when a "
+                "row says 'kept all night by <address>'; fix: width:40% on that cell and "
+                "overflow-wrap:anywhere on the next (then remove this marker)",
+            )
+        )
+    browser.get(report_demo.report().as_uri())
+    broken = browser.execute_script(
+        """return [...document.querySelectorAll('td > strong, td > span')]
+             .filter(e => e.getClientRects().length > 1).map(e => e.textContent)"""
+    )
+    assert broken == []

@@ -7,7 +7,11 @@ HH:MM), so the walkthrough does what is due before the shutdown, then waits for 
 and runs the printed admin call: at most about 145 s of waiting, about 115 s on average, for the module.
 """
 
+import base64
+import csv
 import html
+import io
+import json
 import os
 import re
 import shlex
@@ -19,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -30,6 +35,7 @@ from tests.e2e.conftest import ROOT, DevHost, PrintedWorkspace, mail_group
 LEAD = 25  # seconds from start to the earliest shutdown: start, mail, click and an early call fit in
 POLL = 0.6  # the demo tells the stand-ins' state changes within 0.2 s; wait a little longer before "nothing"
 TEAM = "ml-team@contoso.com"
+FINOPS = "finops@contoso.com"  # the demo's report_emails
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +59,10 @@ class Steps:
     ticks: str  # what the five-minute ticks do by themselves
     curl: str
     summaries: list[str]  # the four lines of step 4: a summary and a total per sweep
+    report_to: str  # step 5: who gets the morning-after report
+    report_files: str  # where it lands: <outbox>/<time>-<n>-<address>.html
+    report_subject: str
+    hourly: dict[str, float]  # workspace -> the list price (USD/h) the prices stand-in serves its instances
 
     @classmethod
     def printed_by(cls, output: str) -> "Steps":
@@ -69,6 +79,13 @@ class Steps:
             ticks=re.search(r"Or let the five-minute ticks do it:\s+(.*?)\.\n", output, re.DOTALL).group(1),
             curl=after("and run the sweep:"),
             summaries=re.findall(r"^ {7}(ComputeShutdown .*)$", output, re.MULTILINE),
+            report_to=re.search(r"the morning-after report to (\S+) \(report_emails\)", output).group(1),
+            report_files=re.search(r"The console names its file, (\S+);", output).group(1),
+            report_subject=re.search(r'Subject "([^"]+)"', output).group(1),
+            hourly={
+                workspace: float(price)
+                for price, workspace in re.findall(r"(\d+\.\d+) USD/h in\s+\S+\s+\((\S+)\)", output)
+            },
         )
 
 
@@ -98,10 +115,32 @@ def anchors(body: str) -> dict[str, str]:
 
 
 def says(line: str, printed: str) -> bool:
-    """Whether a logged line is the printed one: its message, perhaps followed by the night's estimated
-    saving (`, saving 1.23 USD ...`), which the printed steps cannot know in advance."""
+    """Whether a logged line is the printed one, followed by the night's estimated saving as the printed
+    steps say (`, saving 1.23 USD`): the figure itself depends on the minute of the stop."""
     message = re.fullmatch(r"\[[^]]+\] \S+: (.*)", line).group(1)
-    return message == printed or message.startswith(printed + ", saving ")
+    return re.fullmatch(re.escape(printed) + r", saving \d+\.\d\d USD", message) is not None
+
+
+def reports(demo: DevHost, to: str) -> list[dict]:
+    """Every mail to `to` in the outbox, as SendGrid took it (the .json beside each .html)."""
+    return [json.loads(f.read_text(encoding="utf-8")) for f in sorted(demo.outbox.glob(f"*-{to}.json"))]
+
+
+def report_rows(body: str, workspace: str) -> dict[str, tuple[str, str]]:
+    """instance -> (what happened, saving as shown) in the report's HTML table of `workspace`."""
+    rows = re.findall(
+        r"<tr[^>]*>\s*<td[^>]*><strong>([^<]+)</strong>.*?</td>\s*<td[^>]*>([^<]*)</td>\s*<td[^>]*>([^<]*)</td>",
+        mail_group(body, workspace),
+        re.DOTALL,
+    )
+    return {instance: (html.unescape(what).strip(), saving.strip()) for instance, what, saving in rows}
+
+
+def attached_csv(mail: dict) -> tuple[str, list[dict[str, str]]]:
+    """The report's CSV attachment (base64 in the SendGrid body): its file name and rows."""
+    (attachment,) = [a for a in mail.get("attachments", []) if a["type"] == "text/csv"]
+    text = base64.b64decode(attachment["content"], validate=True).decode("utf-8-sig")
+    return attachment["filename"], list(csv.DictReader(io.StringIO(text)))
 
 
 def sweep_at(demo: DevHost, steps: Steps, workspace: PrintedWorkspace) -> int:
@@ -118,8 +157,10 @@ def test_the_demo_is_two_workspaces_in_two_zones_a_minute_apart(demo):
     here = demo.machine_zone
     assert (home.name, home.resource_group, home.zone) == ("ws-demo", "rg-demo", here)
     assert away.name != home.name and away.resource_group != home.resource_group
-    assert away.zone.key == away_zone_name(here, home.shutdown_at)  # New York, or Tokyo if that is here
+    assert away.zone.key == away_zone_name(here, home.shutdown_at)  # New York, unless date or clock differ
     assert away.shutdown_at.astimezone(away.zone).utcoffset() != away.shutdown_at.astimezone(here).utcoffset()
+    #  Both nights are of one local date (whatever the time of day here), so one report covers both.
+    assert away.shutdown_at.astimezone(away.zone).date() == home.shutdown_at.astimezone(here).date()
     for workspace in (home, away):  # each shutdown_time means its instant in its own zone
         assert f"{workspace.shutdown_at.astimezone(workspace.zone):%H:%M}" == workspace.shutdown_time
         assert workspace.shutdown_at.second == 0
@@ -219,6 +260,7 @@ def test_the_demo_walkthrough_as_printed(demo):
     assert datetime.now(UTC) < away.shutdown_at, "the sweep of ws-demo took too long for this test"
     assert f"AzureML stand-in: {away.name}/" not in demo.output
     assert sum("ComputeShutdown for the night of" in line for line in app_lines(demo.lines[mark:])) == 1
+    assert reports(demo, steps.report_to) == []  # the report waits for the other workspace's night
 
     #    A minute later, at its own local time, the other workspace: the same call sweeps it. Its
     #    ci-alice is stopped with the rest: the keep was for ws-demo's.
@@ -231,11 +273,70 @@ def test_the_demo_walkthrough_as_printed(demo):
         demo.wait_for_line(f"AzureML stand-in: {away.name}/{name} Running -> Stopping", after=mark)
         demo.wait_for_line(f"AzureML stand-in: {away.name}/{name} Stopping -> Stopped", after=mark)
 
-    #    A call after both sweeps finds both nights done: no third sweep, nothing stopped.
+    # 5. The same tick, both nights of the date swept, mailed the morning-after report: one mail, to
+    #    the report address, in the file the console names, matching the pattern printed.
+    assert steps.report_to == FINOPS
+    told = demo.wait_for_line(f"SendGrid stand-in accepted a mail to {FINOPS}: ", after=mark)
+    (report,) = reports(demo, FINOPS)
+    report_file = demo.outbox / told.rsplit(": ", 1)[1]
+    pattern = Path(steps.report_files)
+    assert pattern.parent == demo.outbox.resolve() and pattern.name == f"<time>-<n>-{FINOPS}.html"
+    assert re.fullmatch(rf"\d{{8}}T\d{{6}}\.\d{{6}}Z-\d{{4}}-{re.escape(FINOPS)}\.html", report_file.name)
+    assert [t["email"] for p in report["personalizations"] for t in p["to"]] == [FINOPS]
+    day = home.shutdown_at.astimezone(here).date()
+    subject = f"Auto-shutdown report for the night of {day:%A} {day.day} {day:%B %Y}"
+    assert report["subject"] == steps.report_subject == subject
+    body = report_file.read_text(encoding="utf-8")
+    assert body == next(c["value"] for c in report["content"] if c["type"] == "text/html")
+    #    It names both workspaces, each instance with what happened, each stop with its saving in USD:
+    #    the hours until 08:00 on the next working day at the price printed for its workspace.
+    assert re.findall(r"<h2[^>]*>([^<]+)</h2>", body) == [home.name, away.name]
+    assert "Needs attention" not in body  # nothing failed, no night was missed
+    name, rows = attached_csv(report)
+    assert name == f"auto-shutdown-{day:%Y-%m}-to-{day}.csv"
+    stopped = {(w.name, i) for w, names in ((home, ("ci-bob", "ci-erin")),
+                                            (away, ("ci-alice", "ci-bob", "ci-grace"))) for i in names}  # fmt: skip
+    for workspace, outcomes in (
+        (home, {"ci-alice": "kept all night by " + TEAM, "ci-dave": "busy with a job",
+                "ci-frank": "opted out", "ci-carol": "not running"}),
+        (away, {"ci-heidi": "not running"}),
+    ):  # fmt: skip
+        shown = report_rows(body, workspace.name)
+        assert set(shown) == {i for w, i in stopped if w == workspace.name} | set(outcomes), shown
+        for instance, (what, saving) in shown.items():
+            if (workspace.name, instance) not in stopped:
+                assert (what, saving) == (outcomes[instance], ""), (workspace.name, instance)
+                continue
+            (row,) = [r for r in rows if (r["workspace"], r["instance"]) == (workspace.name, instance)]
+            stop = datetime.fromisoformat(row["stopped_at_utc"])
+            assert what == f"stopped at {stop.astimezone(workspace.zone):%H:%M}"
+            assert saving == f"{row['saving']} USD" and float(row["saving"]) > 0
+            # every day is a shutdown day in the demo: the next working day is the night's next day
+            back = datetime.combine(day + timedelta(days=1), dt_time(8), workspace.zone).astimezone(UTC)
+            hours = (back - stop).total_seconds() / 3600
+            assert abs(float(row["hours"]) - hours) < 0.02, row
+            assert float(row["saving"]) == pytest.approx(hours * steps.hourly[workspace.name], abs=0.011)
+    #    The CSV: one row per instance and night of the month so far (tonight's, here), every workspace;
+    #    its saving column sums to the mail's "<Month> so far".
+    assert sorted((r["workspace"], r["instance"]) for r in rows) == sorted(
+        [(home.name, i) for i in ("ci-alice", "ci-bob", "ci-carol", "ci-dave", "ci-erin", "ci-frank")]
+        + [(away.name, i) for i in ("ci-alice", "ci-bob", "ci-grace", "ci-heidi")]
+    )
+    assert {r["night"] for r in rows} == {day.isoformat()} and {r["currency"] for r in rows} == {"USD"}
+    assert {r["outcome"] for r in rows if (r["workspace"], r["instance"]) in stopped} == {"stopped"}
+    month_so_far = re.search(rf"{day:%B} so far: <strong[^>]*>(\d+\.\d\d) USD</strong>", body).group(1)
+    assert f"{sum(float(r['saving'] or 0) for r in rows):.2f}" == month_so_far
+    text = next(c["value"] for c in report["content"] if c["type"] == "text/plain")
+    assert f"{day:%B} so far: {month_so_far} USD" in text
+    assert f"Estimated saving tonight: {month_so_far} USD (5 stops)" in text  # the month began tonight
+
+    #    A call after both sweeps finds both nights done and the report sent: no third sweep, nothing
+    #    stopped, no second report.
     mark = len(demo.lines)
     assert follow(demo, steps.curl) == 202
     time.sleep(POLL)
     assert app_lines(demo.lines[mark:]) == []
+    assert len(reports(demo, FINOPS)) == 1
     logged = [line for line in demo.lines if line.startswith("[")]  # not the printed steps
     assert sum("ComputeShutdown for the night of" in line for line in logged) == 2
     assert sum("ComputeShutdown total over" in line for line in logged) == 2
@@ -257,8 +358,10 @@ def test_the_functions_their_urls_and_the_steps_are_printed(demo):
         f"CancelShutDown: [DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT] http://localhost:{demo.port}/api/CancelShutDown"
         in out
     )
-    for step in ("The mail went out at start", "in a browser", "Wait until", "Read the summary lines"):
+    for step in ("The mail went out at start", "in a browser", "Wait until", "Read the summary lines",
+                 "the morning-after report"):  # fmt: skip
         assert step in out
+    assert "report_emails finops@contoso.com (currency USD and workday_start 08:00, their defaults)" in out
     assert "aml_workspaces (JSON form)" in out and re.search(r"App-wide: warning_minutes 60,", out)
     assert "mail_schedule" not in out and "shutdown_schedule" not in out
 
@@ -280,18 +383,25 @@ def test_the_sweep_ticks_printed_are_the_first_five_minute_ticks_at_or_after_eac
 
 
 @pytest.mark.parametrize(
-    "home, expected",
+    "home, shutdown, expected",
     [
-        ("Etc/UTC", "America/New_York"),
-        ("Europe/Berlin", "America/New_York"),
-        ("Asia/Seoul", "America/New_York"),  # Tokyo's clock: New York it is
-        ("America/New_York", "Asia/Tokyo"),
-        ("America/Toronto", "Asia/Tokyo"),  # another name for New York's clock
+        ("Etc/UTC", "2026-01-15T12:00:00+00:00", "America/New_York"),
+        ("Etc/UTC", "2026-07-15T20:00:00+00:00", "America/New_York"),
+        ("Etc/UTC", "2026-01-15T03:00:00+00:00", "Asia/Tokyo"),  # New York's date is still the 14th
+        ("Europe/Berlin", "2026-01-15T19:00:00+00:00", "America/New_York"),
+        ("Asia/Seoul", "2026-01-15T12:00:00+00:00", "America/New_York"),  # Tokyo's clock: New York it is
+        ("Asia/Tokyo", "2026-01-15T01:00:00+00:00", "Australia/Sydney"),  # 10:00: New York's is the 14th
+        ("America/New_York", "2026-01-15T12:00:00+00:00", "Asia/Tokyo"),  # 07:00, 21:00 in Tokyo
+        ("America/New_York", "2026-01-16T01:00:00+00:00", "America/Los_Angeles"),  # 20:00: Tokyo's 16th
+        ("America/Toronto", "2026-07-15T12:00:00+00:00", "Asia/Tokyo"),  # another name for New York's clock
+        ("America/Los_Angeles", "2026-01-16T06:00:00+00:00", "Pacific/Honolulu"),  # 22:00
+        # no zone of the demo's keeps another clock on Auckland's date at 00:30: the first that differs
+        ("Pacific/Auckland", "2026-01-15T11:30:00+00:00", "America/New_York"),
     ],
 )
-def test_the_second_workspace_keeps_another_clock_than_this_machine(home, expected):
-    for now in ("2026-01-15T12:00:00+00:00", "2026-07-15T12:00:00+00:00"):
-        assert away_zone_name(ZoneInfo(home), datetime.fromisoformat(now)) == expected
+def test_the_second_workspace_keeps_another_clock_on_the_same_date(home, shutdown, expected):
+    at = datetime.fromisoformat(shutdown)
+    assert away_zone_name(ZoneInfo(home), at) == expected
 
 
 def test_unknown_functions_and_routes_are_404(demo):
