@@ -117,6 +117,14 @@ def compose(
         month_name=f"{day:%B}",
         previous_name=f"{(day.replace(day=1) - timedelta(days=1)):%B}",
         workspaces=[_workspace(part) for part in parts],
+        unpriced=sorted(
+            {
+                f"{r.size or 'size unknown'} in {r.region or 'region unknown'}"
+                for p in parts
+                for r in p.rows
+                if r.outcome == "stopped" and r.saving is None
+            }
+        ),
         dry_run=options.dry_run,
     )
     csv_name = f"auto-shutdown-{day:%Y-%m}-to-{day.isoformat()}.csv"

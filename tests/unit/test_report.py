@@ -122,6 +122,10 @@ def test_with_the_prices_api_down_the_report_still_goes_out_with_hours():
     world.tick(NEW_YORK_SWEEP)
     (report,) = world.reports()
     assert "Estimated saving tonight: 0.00 USD + 36 h unpriced (3 stops)" in report.text
+    assert (
+        "No list price for STANDARD_DS3_V2 in eastus, STANDARD_DS3_V2 in westeurope, STANDARD_NC6S_V3 in eastus"
+        in report.text
+    )
     assert "* ci-alice (STANDARD_DS3_V2): stopped at 20:00, 12 h" in report.text
 
 
