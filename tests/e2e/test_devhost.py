@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
+from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -126,14 +127,37 @@ def reports(demo: DevHost, to: str) -> list[dict]:
     return [json.loads(f.read_text(encoding="utf-8")) for f in sorted(demo.outbox.glob(f"*-{to}.json"))]
 
 
-def report_rows(body: str, workspace: str) -> dict[str, tuple[str, str]]:
-    """instance -> (what happened, saving as shown) in the report's HTML table of `workspace`."""
-    rows = re.findall(
-        r"<tr[^>]*>\s*<td[^>]*><strong>([^<]+)</strong>.*?</td>\s*<td[^>]*>([^<]*)</td>\s*<td[^>]*>([^<]*)</td>",
-        mail_group(body, workspace),
-        re.DOTALL,
-    )
-    return {instance: (html.unescape(what).strip(), saving.strip()) for instance, what, saving in rows}
+class _Texts(HTMLParser):
+    """The text pieces of some HTML, one per run of text between tags, trimmed, in order."""
+
+    def __init__(self, body: str):
+        super().__init__()
+        self.pieces: list[str] = []
+        self.feed(body)
+
+    def handle_data(self, data: str) -> None:
+        if data.strip():
+            self.pieces.append(" ".join(data.split()))
+
+
+def report_rows(body: str, workspace: str, instances: set[str]) -> dict[str, tuple[str, str]]:
+    """instance -> (what happened, saving as shown, or "") in the report's part about `workspace`: the
+    text after each instance's name, up to the next one's (whatever the table's layout)."""
+    rows: dict[str, list[str]] = {}
+    current = None
+    for piece in _Texts(mail_group(body, workspace)).pieces:
+        if piece in instances:
+            current = rows.setdefault(piece, [])
+        elif current is not None:
+            current.append(piece)
+    what = re.compile(r"(stopped at|kept all night|delayed until|busy with|opted out|not running|failed).*")
+    return {
+        instance: (
+            " ".join(p for p in pieces if what.fullmatch(p)),
+            " ".join(p for p in pieces if re.fullmatch(r"\d+\.\d\d USD", p)),
+        )
+        for instance, pieces in rows.items()
+    }
 
 
 def attached_csv(mail: dict) -> tuple[str, list[dict[str, str]]]:
@@ -301,8 +325,9 @@ def test_the_demo_walkthrough_as_printed(demo):
                 "ci-frank": "opted out", "ci-carol": "not running"}),
         (away, {"ci-heidi": "not running"}),
     ):  # fmt: skip
-        shown = report_rows(body, workspace.name)
-        assert set(shown) == {i for w, i in stopped if w == workspace.name} | set(outcomes), shown
+        names = {i for w, i in stopped if w == workspace.name} | set(outcomes)
+        shown = report_rows(body, workspace.name, names)
+        assert set(shown) == names, shown
         for instance, (what, saving) in shown.items():
             if (workspace.name, instance) not in stopped:
                 assert (what, saving) == (outcomes[instance], ""), (workspace.name, instance)
