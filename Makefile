@@ -65,10 +65,10 @@ node: node_modules/.installed
 test: venv node
 	$(PY) -m pytest
 
-# The same unit and integration suites on Python 3.12, in a venv of their own.
+# The same unit, integration and template suites on Python 3.12, in a venv of their own.
 test-py312: node
 	$(MAKE) venv VENV=.venv312 PYTHON=$(PYTHON312)
-	.venv312/bin/python -m pytest tests/unit tests/integration tests/test_secrets.py
+	.venv312/bin/python -m pytest tests/unit tests/integration tests/infra tests/test_secrets.py
 
 unit: venv
 	$(PY) -m pytest tests/unit
