@@ -36,7 +36,7 @@ def pending_delays(record: NightRecord, keeps: dict[str, Keep]) -> list[Keep]:
 
 def stop_delayed(
     now, night: Night, calendar, workspace: ComputeWorkspace, ledger: CancelLedger, options, policy: RetryPolicy,
-    clock, budget: float, prices: PriceList | None = None,
+    clock, budget: float, prices: PriceList | None = None, throttle: Backpressure | None = None,
 ) -> NightRecord | None:  # fmt: skip
     """One tick of a waiting night. Raises RunFailedError (after doing the rest) if anything failed."""
     record = policy.call(lambda: ledger.claim(night, SWEEP, now, LEASE), "claiming the night's delayed stops")
@@ -54,7 +54,7 @@ def stop_delayed(
                 failures[keep.instance] = f"missed its delayed stop at {keep.until.astimezone(zone):%H:%M}"
                 handled.append(keep.instance)
         marked = [m for k in due if k.instance not in handled and (m := _mark(ledger, night, k, policy))]
-        results = _stop(marked, night, workspace, options, policy, clock, budget) if marked else {}
+        results = _stop(marked, night, workspace, options, policy, clock, budget, throttle) if marked else {}
         for name, result in results.items():
             if isinstance(result, Exception):
                 failures[name] = str(result)
@@ -114,12 +114,12 @@ def _mark(ledger: CancelLedger, night: Night, keep: Keep, policy: RetryPolicy) -
     return marked
 
 
-def _stop(marked: list[Keep], night, workspace, options, policy, clock, budget) -> dict:
+def _stop(marked: list[Keep], night, workspace, options, policy, clock, budget, throttle) -> dict:
     if options.dry_run:
         for keep in marked:
             log.info("Dry run: would stop %s now (kept until %s)", keep.instance, keep.until)
         return {keep.instance: StopOutcome.NOT_RUNNING for keep in marked}
-    azure = Backpressure()
+    azure = throttle or Backpressure()
     listed_at = clock()
     instances = list_targets(workspace, night.target.instances, policy, azure).instances
     listing = {i.name.lower(): i for i in instances}

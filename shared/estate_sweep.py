@@ -16,7 +16,7 @@ from .errors import OutOfTimeError, RunFailedError, traceback_if_bug
 from .fanout import run_per_group
 from .inventory import LIST_BUDGET
 from .ports import CancelLedger, ComputeWorkspace, PriceList
-from .retry import BACKGROUND, RetryPolicy
+from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
 from .sweep import STOP_BUDGET, SweepOptions, SweepReport, sweep_workspace
 from .sweep_report import total_line
@@ -44,11 +44,16 @@ def sweep_estate(
     own error is raised as it is."""
     failures = dict(failures or {})
     started = clock()
+    # ARM throttles per subscription and identity: a 429 in one workspace holds back its neighbours too.
+    throttles = {c.target.subscription_id.lower(): Backpressure() for c, _ in workspaces}
 
     def sweep(item: tuple[ShutdownCalendar, ComputeWorkspace]) -> SweepReport | None:
         calendar, workspace = item
         left = max(MIN_TURN, stop_budget - (clock() - started))  # the time the others' turns took
-        return sweep_workspace(now, calendar, workspace, ledger, options, policy, clock, left, prices)
+        throttle = throttles[calendar.target.subscription_id.lower()]
+        return sweep_workspace(
+            now, calendar, workspace, ledger, options, policy, clock, left, prices, throttle
+        )
 
     outcomes = run_per_group(
         list(workspaces), sweep, lambda item: item[0].target.subscription_id.lower(),

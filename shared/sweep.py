@@ -75,8 +75,11 @@ def sweep_workspace(
     clock: Callable[[], float] = time.monotonic,
     stop_budget: float = STOP_BUDGET,
     prices: PriceList | None = None,
+    throttle: Backpressure | None = None,
 ) -> SweepReport | None:
     """Sweeps the workspace's night that is due, if any, and returns what it did, failures included.
+    `throttle` holds back every call to Azure after a 429: shared by the workspaces of a subscription
+    (ARM throttles per subscription), else one of its own.
     Raises RunFailedError for a missed night or failed delayed stops, and the error that kept it from
     sweeping at all."""
     audit_missed(now, calendar, ledger, policy)
@@ -90,7 +93,18 @@ def sweep_workspace(
         raise
     if record is not None and record.finished:
         return None  # a later tick of a finished night: one read, nothing logged
-    args = (night, calendar, workspace, ledger, options, policy, clock, stop_budget, prices)
+    args = (
+        night,
+        calendar,
+        workspace,
+        ledger,
+        options,
+        policy,
+        clock,
+        stop_budget,
+        prices,
+        throttle or Backpressure(),
+    )
     swept = record is not None and (
         record.state == "waiting" or (record.kept is not None and not calendar.main_sweep_open(night, now))
     )
@@ -107,7 +121,7 @@ def sweep_workspace(
 
 
 def _main_sweep(
-    now, night, calendar, workspace, ledger, options, policy, clock, stop_budget, prices
+    now, night, calendar, workspace, ledger, options, policy, clock, stop_budget, prices, throttle
 ) -> SweepReport | None:
     try:
         record = policy.call(lambda: ledger.claim(night, SWEEP, now, LEASE), "claiming the night's sweep")
@@ -120,7 +134,16 @@ def _main_sweep(
     try:
         record, keeps = _read_keeps(night, record, ledger, policy)
         report = _sweep(
-            night, record, keeps, calendar.rules.zone, workspace, options, policy, clock, stop_budget
+            night,
+            record,
+            keeps,
+            calendar.rules.zone,
+            workspace,
+            options,
+            policy,
+            clock,
+            stop_budget,
+            throttle,
         )
     except Exception:
         log.error(SweepReport(night, ShutdownPlan()).summary() + " - nothing was stopped")
@@ -145,8 +168,9 @@ def _read_keeps(night: Night, record: NightRecord, ledger, policy: RetryPolicy) 
     return record, keeps
 
 
-def _sweep(night, record: NightRecord, keeps, zone, workspace, options, policy, clock, budget) -> SweepReport:
-    azure = Backpressure()  # one throttle for every AzureML call of this run
+def _sweep(
+    night, record: NightRecord, keeps, zone, workspace, options, policy, clock, budget, azure: Backpressure
+) -> SweepReport:
     listed_at = clock()
     targets = list_targets(workspace, night.target.instances, policy, azure)
     out = opt_outs(targets.instances, night.target.opt_out_tag, night.day)

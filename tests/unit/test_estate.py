@@ -206,3 +206,20 @@ def test_per_workspace_recipients_and_instances():
     }
     estate.sweep(BERLIN_SWEEP)
     assert eu.stopped == ["ci-a"]
+
+
+def test_workspaces_of_one_subscription_share_one_throttle_after_a_429(monkeypatch):
+    """ARM throttles per subscription: a Retry-After seen in one workspace holds back its neighbours."""
+    from shared import estate_sweep
+
+    seen = {}
+
+    def record(now, calendar, workspace, *args):
+        seen[calendar.target.name] = args[-1]  # the throttle
+
+    monkeypatch.setattr(estate_sweep, "sweep_workspace", record)
+    estate = Estate(f"{SUB_A}/rg/ws-one; {SUB_A}/rg/ws-two; {SUB_B}/rg/ws-three")
+    for sub, name in ((SUB_A, "ws-one"), (SUB_A, "ws-two"), (SUB_B, "ws-three")):
+        estate.add(sub, "rg", name, running("ci-a"))
+    estate.sweep(BERLIN_SWEEP)
+    assert seen["ws-one"] is seen["ws-two"] and seen["ws-three"] is not seen["ws-one"]
