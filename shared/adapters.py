@@ -61,7 +61,10 @@ class AdapterFactory:
         from .azureml_workspace import AzureMLWorkspace
 
         principal = self.principal()
-        return AzureMLWorkspace(subscription_id, resource_group, name, principal, auth=self._azureml())
+        return AzureMLWorkspace(
+            subscription_id, resource_group, name, principal, auth=self._azureml(),
+            write_bucket=self._arm().bucket(subscription_id),  # the subscription's, as the ARM client's
+        )  # fmt: skip
 
     def directory(self) -> WorkspaceDirectory:
         """ARM's listing of workspaces, on the same sign-in as the workspaces, for either compute API."""

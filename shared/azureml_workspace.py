@@ -22,6 +22,7 @@ import requests
 from azure.core.credentials import AccessToken
 
 from .arm_client import TOKEN_MARGIN
+from .arm_pacing import WriteBucket
 from .credentials import ServicePrincipal
 from .domain import JOB_RUNNING, RUNNING, Instance, StopOutcome
 from .errors import CredentialsError, NotFoundError, ServiceError, TransientServiceError
@@ -72,7 +73,9 @@ class RunMsiAuthentication(MsiAuthentication):
 
 class AzureMLWorkspace:
     """`principal` None means the Function App's managed identity. `auth`: the run's azureml-core auth
-    object, shared by its workspaces (built from `principal` when not given)."""
+    object, shared by its workspaces (built from `principal` when not given). `write_bucket`: ARM's
+    write bucket of the subscription, shared by its workspaces (`ArmClient.bucket`), so that stops are
+    paced as ARM throttles them; None: unpaced."""
 
     def __init__(
         self,
@@ -82,7 +85,9 @@ class AzureMLWorkspace:
         principal: ServicePrincipal | None = None,
         *,
         auth=None,
+        write_bucket: WriteBucket | None = None,
     ):
+        self._bucket = write_bucket
         self._where = (subscription_id, resource_group, name)
         self._principal = principal
         self._shared_auth = auth
@@ -107,6 +112,9 @@ class AzureMLWorkspace:
 
     def stop(self, name: str) -> StopOutcome:
         compute = self._computes.get(name)
+        if self._bucket is not None:
+            # The token first, then the read: after a wait for ARM's bucket the read is still fresh.
+            self._bucket.take()
         try:
             if compute is None:
                 compute = ComputeInstance(self._connect(), name)

@@ -50,7 +50,7 @@ MERGE_TRIES = 5  # concurrent clicks on one instance: each retries over what the
 logging.getLogger("azure.cosmosdb.table.common.storageclient").setLevel(logging.CRITICAL)
 
 
-ROW_WRITERS, ROW_BUDGET = 8, 60.0  # parallel upserts of a night's report rows, and their time budget
+ROW_WRITERS, ROW_BUDGET = 32, 60.0  # parallel upserts of a night's report rows, and their time budget
 
 
 class TableCancelLedger:

@@ -216,3 +216,26 @@ def test_both_compute_clients_report_each_instances_size_and_region(factory, sta
     there = factory.workspace(aml.subscription_id, "rg-us", "ws-us").list_instances()
     assert [(i.name, i.size, i.region) for i in here] == [("ci-small", "STANDARD_DS3_V2", "westeurope")]
     assert [(i.name, i.size, i.region) for i in there] == [("ci-gpu", "STANDARD_NC6S_V3", "eastus")]
+
+
+def test_azureml_core_stops_are_paced_by_the_subscriptions_one_write_bucket(standins):
+    """Without pacing, azureml-core's stops in two workspaces of one subscription overrun ARM's bucket."""
+    from shared.arm_pacing import WriteBucket
+    from shared.azureml_workspace import AzureMLWorkspace, authentication
+
+    aml = standins.azureml
+    other = aml.add_workspace(aml.subscription_id, "rg-two", "ws-two")
+    for n in range(6):
+        aml.seed(f"ci-{n}")
+        other.seed(f"ci-{n}")
+    standins.enforce_write_bucket(capacity=4, refill_per_second=20)
+    settings = Settings.from_environ(environ(**standins.app_settings()))
+    principal = AdapterFactory(settings).principal()
+    auth, bucket = authentication(principal), WriteBucket(4 - 1, 20)
+    spaces = [AzureMLWorkspace(aml.subscription_id, rg, name, principal, auth=auth, write_bucket=bucket)
+              for rg, name in ((aml.resource_group, aml.workspace), ("rg-two", "ws-two"))]  # fmt: skip
+    for space in spaces:
+        space.list_instances()
+    outcomes = [space.stop(f"ci-{n}") for n in range(6) for space in spaces]
+    assert {o.value for o in outcomes} == {"stopped"}
+    assert standins.count("arm", status=429) == 0
