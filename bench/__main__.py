@@ -54,7 +54,7 @@ from shared.shutdown_calendar import ShutdownCalendar
 from shared.table_ledger import TableCancelLedger
 
 from .child import WRITE_RATE
-from .estate import ONE_SUBSCRIPTION, SPREAD, Layout, estate
+from .estate import NIGHT_ROW, ONE_SUBSCRIPTION, PRICE_CACHE, SPREAD, Layout, estate
 from .notes import INTRO, notes
 from .pages import measure_pages
 from .report import Row, render, short_error
@@ -200,7 +200,7 @@ class Bench:
         floor = client_floor(n, ARM_WRITES_PER_SECOND)
         runs = 1 if arm and floor > 30 else self.repeats  # paced runs are long, and all alike
         walls, rss, calls, tables, in_flight, relists, over = [], [], [], [], [], [], []
-        stopped, connections, cpu, errors = [], [], [], []
+        stopped, connections, cpu, errors, priced, report = [], [], [], [], [], []
         again: tuple[int, int] | None = None
         for _ in range(runs):
             table = self.ledger()
@@ -208,7 +208,10 @@ class Bench:
             settings = {**self.window("sweep"), "cancel_table": table, "compute_api": api}
             night = self.calendar(settings).sweep_due(datetime.now(UTC))
             result = self.child("sweep", **settings)
-            remote = self.remote()
+            # The morning-after report's costs (prices, rows, price cache) come after the stops: shown
+            # beside the targets, not counted in them (see estate.py).
+            priced.append(self.standins.count("prices"))
+            remote = [r for r in self.remote() if r.service != "prices"]
             pages = [r for r in remote if r.method == "GET" and _LIST.search(r.path)]
             listings = sum(1 for r in pages if "$skipToken" not in r.query)
             assert len(pages) == per_listing * listings, (len(pages), per_listing, listings)
@@ -232,7 +235,11 @@ class Bench:
             # The bound for `arm` has no room for relists; azureml-core's counts them.
             bound = n + per_listing + ARM_FIXED if arm else 2 * n + per_listing * listings + FIXED
             over.append(len(remote) - bound)
-            tables.append(self.standins.count("table"))
+            table_calls = self.standins.records("table")
+            rows = sum(1 for r in table_calls if NIGHT_ROW.search(r.path))
+            cache = sum(1 for r in table_calls if PRICE_CACHE.search(r.path))
+            tables.append(len(table_calls) - rows - cache)
+            report.append((rows, cache))
             in_flight.append(self.standins.max_in_flight("arm", "POST", _STOP.pattern))
             if again is None and result["error"] is None:  # the next tick of the same night: one read
                 self.standins.traffic.clear_log()
@@ -282,6 +289,10 @@ class Bench:
             max(in_flight) <= MAX_PARALLEL
         )
         info = f"relists {'/'.join(map(str, relists))}"
+        info += (
+            f"; besides, for the report: {max(r for r, _ in report)} Table rows, "
+            f"{max(c for _, c in report)} price-cache calls, {max(priced)} Retail Prices look-ups"
+        )
         if arm:
             info += (
                 f"; ARM's write bucket alone takes (N - {CLIENT_BUCKET}) / {ARM_WRITES_PER_SECOND:g} = "

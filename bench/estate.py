@@ -50,8 +50,8 @@ KINDS = ("sign-in", "workspace listings", "workspace look-ups", "listing pages",
 PRICES = "price look-ups"
 # The night's Table calls besides the sweep's own (5 per workspace, as in the one-workspace rows): one row
 # per instance for the report, and the price cache (a read, and a write after a look-up).
-_NIGHT_ROW = re.compile(r"RowKey='~row", re.I)
-_PRICE_CACHE = re.compile(r"PartitionKey='~prices'", re.I)
+NIGHT_ROW = re.compile(r"RowKey='~row", re.I)
+PRICE_CACHE = re.compile(r"PartitionKey='~prices'", re.I)
 
 
 @dataclass(frozen=True)
@@ -209,8 +209,8 @@ def estate(bench, layout: Layout, api: str, sweep_table_calls: int) -> Row:
         connections.append(standins.connections)
         in_flight.append(standins.max_in_flight("arm", "POST", _STOP.pattern))
         table_calls = standins.records("table")
-        rows = sum(1 for r in table_calls if _NIGHT_ROW.search(r.path))
-        cache = sum(1 for r in table_calls if _PRICE_CACHE.search(r.path))
+        rows = sum(1 for r in table_calls if NIGHT_ROW.search(r.path))
+        cache = sum(1 for r in table_calls if PRICE_CACHE.search(r.path))
         tables.append((len(table_calls) - rows - cache, rows, cache))
         tokens.append(sum(1 for r in remote if r.service in ("aad", "identity") and _TOKEN.search(r.path)))
         throttled.append(standins.count("arm", "POST", _STOP.pattern, status=429))
