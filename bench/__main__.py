@@ -273,6 +273,8 @@ class Bench:
             wall_target = 5 if n <= 300 else 15
             bound = 2 * n + per_listing * (1 + relists[worst]) + FIXED
             checks[f"wall <= {wall_target} s"] = statistics.median(walls) <= wall_target
+            if floor > wall_target:  # azureml-core's stops are paced by the same bucket as the ARM client's
+                waived[f"wall <= {wall_target} s"] = f"below the floor of ARM's write bucket, {floor:.0f} s"
             checks[f"calls <= 2N + {per_listing}·(1 + relists) + {FIXED}: {calls[worst]} <= {bound}"] = (
                 max(over) <= 0
             )
