@@ -84,17 +84,18 @@ class Estate:
         ]
         if len(named) != 1:
             return None
-        entry = named[0].entry
-        return self.managed(named[0], entry.subscription_id, entry.resource_group or "", entry.workspace)
+        return self._named(named[0])
 
     def single(self) -> Managed | None:
         """The workspace of a one-entry, one-workspace deployment."""
         if len(self.scopes) != 1 or self.scopes[0].entry.is_pattern:
             return None
-        entry = self.scopes[0].entry
-        return self.managed(
-            self.scopes[0], entry.subscription_id, entry.resource_group or "", entry.workspace
-        )
+        return self._named(self.scopes[0])
+
+    def _named(self, scope: Scope) -> Managed:
+        """The one workspace an entry without `*` names."""
+        entry = scope.entry
+        return self.managed(scope, entry.subscription_id, entry.resource_group or "", entry.workspace)
 
     def due(
         self,
@@ -110,9 +111,7 @@ class Estate:
         for scope in self.scopes:
             entry = scope.entry
             if not entry.is_pattern:
-                managed = self.managed(
-                    scope, entry.subscription_id, entry.resource_group or "", entry.workspace
-                )
+                managed = self._named(scope)
                 if question(managed.calendar):
                     found.append(managed)
                 continue
@@ -141,27 +140,16 @@ class Estate:
     def calendars(self) -> list[ShutdownCalendar]:
         """One calendar per entry (a `*` entry's stands for every workspace behind it): for questions
         of time alone, which need no listing."""
-        return [
-            self._probes.get(s.entry) or self.managed(s, s.entry.subscription_id, s.entry.resource_group or "",
-                                                      s.entry.workspace).calendar
-            for s in self.scopes
-        ]  # fmt: skip
+        return [self._probes.get(s.entry) or self._named(s).calendar for s in self.scopes]
 
     def skipped(self, now: datetime) -> list[tuple[str, tuple]]:
         """(entry, (day, why)) for each entry whose shutdown time passed in the last tick on a day
         without shutdown: one log line each, and no remote call."""
         days = []
-        for scope in self.scopes:
-            entry = scope.entry
-            calendar = (
-                self._probes.get(entry)
-                or self.managed(
-                    scope, entry.subscription_id, entry.resource_group or "", entry.workspace
-                ).calendar
-            )
+        for scope, calendar in zip(self.scopes, self.calendars(), strict=True):
             skipped = calendar.skipped(now)
             if skipped:
-                days.append((entry.text, skipped))
+                days.append((scope.entry.text, skipped))
         return days
 
 

@@ -136,14 +136,15 @@ def compose(
 
 
 def _workspace(part: WorkspaceNight) -> dict:
+    figures = totals([part])
     return dict(
         name=part.target.name,
         resource_group=part.target.resource_group,
         shutdown=format_local(part.shutdown_at, part.zone) if part.shutdown_at else "",
         skipped=part.skipped,
-        night=totals([part])["night"],
-        month=totals([part])["month"],
-        previous=totals([part])["previous"],
+        night=figures["night"],
+        month=figures["month"],
+        previous=figures["previous"],
         rows=[
             {"instance": r.instance, "size": r.size or "", "what": describe(r, part.zone), "outcome": r.outcome,
              "hours": r.hours, "saving": r.saving}
