@@ -76,6 +76,11 @@ class TableCancelLedger:
                 pass
             for _ in range(MERGE_TRIES):  # latest wins: read, merge, write over what was read
                 current = self.keep(night, cancellation.instance)
+                if current is None:  # deleted since our insert failed: insert again
+                    try:
+                        return True, keep_from(entity, self._insert(entity))
+                    except AzureConflictHttpError:
+                        continue
                 until = current.later(cancellation.until)
                 if current.stopping or until == current.until:
                     return False, current

@@ -228,6 +228,26 @@ def test_concurrent_clicks_leave_one_keep_with_the_latest_stop_time(ledger):
     assert list(ledger.kept_instances(NIGHT)) == ["ci-a"]
 
 
+def test_a_keep_deleted_between_a_failed_insert_and_the_reread_is_inserted_again(ledger):
+    """Issue 19 item 9: the azure-cosmosdb-table ledger called `.later()` on None here (the bug page)."""
+    ledger.record(NIGHT, click(None, "a@contoso.com"))
+    real_keep, reads = ledger.keep, []
+
+    def keep_deleted_meanwhile(night, instance):
+        if not reads:  # somebody (an operator, a cleanup) deletes the keep right after our insert failed
+            if isinstance(ledger, TableCancelLedger):
+                ledger._service.delete_entity(ledger._table, night.key, instance.lower())
+            else:
+                ledger._client.delete_entity(night.key, instance.lower())
+        reads.append(instance)
+        return real_keep(night, instance)
+
+    ledger.keep = keep_deleted_meanwhile
+    new, keep = ledger.record(NIGHT, click(AT + timedelta(hours=1), "b@contoso.com"))
+    assert new and keep.until == AT + timedelta(hours=1) and keep.recipient == "b@contoso.com"
+    assert reads and real_keep(NIGHT, "ci-a").until == AT + timedelta(hours=1)
+
+
 # ----------------------------------------------------------- one adapter writes, the other reads
 @pytest.fixture(params=["cosmosdb->data-tables", "data-tables->cosmosdb"])
 def writer_reader(request, azurite):
