@@ -23,7 +23,7 @@ from .delays import Choice, allowed, chosen, offered
 from .domain import Cancellation, ClientInfo, Keep, Night
 from .errors import ExpiredLinkError, MethodNotAllowedError, OutOfTimeError
 from .fanout import call_with_budget
-from .links import CancelGrant, LinkSigner, check_grant, check_target, expired
+from .links import CancelGrant, LinkSigner, check_grant, check_target, expired, night_over
 from .nightly import SWEEP
 from .ports import CancelLedger
 from .retry import INTERACTIVE, RetryPolicy
@@ -143,6 +143,8 @@ def _night_and_keep(grant, calendar, ledger, now, policy, sleep, deadline) -> tu
     night; after it, the link works only while its instance is kept by the sweep and not yet stopping."""
     check_target(grant, calendar.target)
     night = calendar.night(grant.day)
+    if night is not None and now >= calendar.night_ends(night):
+        raise night_over(grant, calendar.next_night(now), calendar.rules.zone)
     if night is None or now < night.shutdown_at:
         night = check_grant(grant, calendar.target, calendar.next_night(now), now)
         return night, policy.call(lambda: ledger.keep(night, grant.instance), "reading the keep in force")

@@ -11,13 +11,14 @@ workspace name; they still work for the workspace of that name this app manages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from itsdangerous import BadData, URLSafeSerializer
 
 from .domain import INSTANCE_NAME, WORKSPACE_ID, WORKSPACE_NAME, Night, WorkspaceTarget
 from .errors import ExpiredLinkError, InvalidLinkError
+from .rendering import format_local
 
 TOKEN_PARAMETER = "token"  # noqa: S105 - a query parameter name, not a secret
 MAX_TOKEN_LENGTH = 512  # real tokens are ~150 characters; refuse to parse anything huge
@@ -105,6 +106,26 @@ def expired(grant: CancelGrant) -> ExpiredLinkError:
         "If the instance was stopped, start it again from Azure ML studio. To keep it running "
         "on a later night, use the link in that evening's e-mail.",
     )
+
+
+def night_over(grant: CancelGrant, following: Night | None, zone: tzinfo) -> ExpiredLinkError:
+    """A link whose night is over: it names that night and points to the mail of the next one."""
+    later = (
+        f" The next shutdown is {format_local(following.shutdown_at, zone)}; the e-mail before it has "
+        "its own links."
+        if following
+        else ""
+    )
+    return ExpiredLinkError(
+        f"This link was for the night of {_day(grant.day)}, which is over, so it no longer changes "
+        f"anything for {grant.instance}.",
+        f"Nothing was changed. To keep {grant.instance} running tonight, use the link in this evening's "
+        f"e-mail.{later}",
+    )
+
+
+def _day(day: date) -> str:
+    return f"{day:%A} {day.day} {day:%B %Y}"
 
 
 def _name(workspace: str) -> str:

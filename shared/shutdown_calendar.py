@@ -103,6 +103,14 @@ class ShutdownCalendar:
             return None
         return self._within(now, -before, self.rules.longest_delay, closed=False)
 
+    def night_ends(self, night: Night) -> datetime:
+        """When the night's links stop speaking for it: once its last stop window has closed, and at the
+        latest when the next night's warning starts (a page must never say "kept" for a night whose
+        sweep will not honour it)."""
+        end = night.shutdown_at + self.rules.catch_up + self.rules.longest_delay
+        following = self.next_night(night.shutdown_at)
+        return end if following is None else min(end, following.shutdown_at - self.rules.warning)
+
     def audit_due(self, now: datetime) -> Night | None:
         """The night whose last window closed in the last AUDIT: was it swept, or missed?"""
         end = self.rules.catch_up + self.rules.longest_delay
