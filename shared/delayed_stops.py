@@ -43,6 +43,10 @@ def stop_delayed(
     if record is None:
         return None
     zone, catch_up = calendar.rules.zone, calendar.rules.catch_up
+    # What an earlier tick failed keeps the night incomplete while the main sweep's window is open: the
+    # next tick retries those stops whatever the delayed ones do.
+    retrying = bool(record.failures) and calendar.main_sweep_open(night, now)
+    carried = dict.fromkeys(record.failures if retrying else (), "")
     failures: dict[str, str] = {}
     handled: list[str] = []
     try:
@@ -69,10 +73,12 @@ def stop_delayed(
             log.error("Could not store %s: %s", ROWS, error, exc_info=traceback_if_bug(error))
     except Exception as error:
         failures.setdefault("the delayed stops", str(error))
-        save_progress(ledger, _progress(record, handled, failures, True), policy, after_error=True)
+        left = {**carried, **failures}
+        save_progress(ledger, _progress(record, handled, left, not carried), policy, after_error=True)
         raise
     waiting = [k for k in pending if k.instance not in handled]
-    record = save_progress(ledger, _progress(record, handled, failures, bool(waiting)), policy)
+    left = {**carried, **failures}
+    record = save_progress(ledger, _progress(record, handled, left, bool(waiting) and not carried), policy)
     _summarise(night, zone, options.dry_run, marked, results, waiting, failures)
     if failures:
         raise RunFailedError("ComputeShutdown", failures)

@@ -115,8 +115,11 @@ def sweep_workspace(
         record_missed(night, now, ledger, policy)  # never swept inside its window
         return None
     report = _main_sweep(now, *args)
-    if report is not None and report.delays_due and not report.failures:
-        stop_delayed(now, *args)  # a late sweep: some chosen stop times have come already
+    if report is not None and report.delays_due:  # a late sweep: some chosen stop times have come already
+        try:
+            stop_delayed(now, *args)
+        except RunFailedError as error:  # the run fails naming both: the main sweep's and these
+            report = replace(report, failures={**report.failures, **error.failures})
     return report
 
 
@@ -149,7 +152,9 @@ def _main_sweep(
         log.error(SweepReport(night, ShutdownPlan()).summary() + " - nothing was stopped")
         save_progress(ledger, record.progressed((), ("the sweep",)), policy, after_error=True)
         raise
-    waiting = bool(pending_delays(record, keeps))
+    # Failed stops keep the night incomplete, so that every later tick of the catch-up window retries
+    # them; it waits for the delayed stops alone only once nothing of the main sweep is left to retry.
+    waiting = bool(pending_delays(record, keeps)) and not report.failures
     save_progress(ledger, record.progressed(report.stopped, tuple(report.failures), waiting), policy)
     report = record_night(now, report, keeps, calendar, ledger, options, prices, policy, record.done)
     (log.error if report.failures else log.info)(report.summary())
