@@ -15,7 +15,7 @@ help:
 	@echo "make unit         unit tests only (no Node, no network)"
 	@echo "make browser      browser tests only (needs chromium + chromium-driver)"
 	@echo "make screenshots  refresh docs/screenshots from the browser tests"
-	@echo "make lint         ruff"
+	@echo "make lint         ruff, and checkov on infra/azuredeploy.json (in its own venv, .venv-checkov)"
 	@echo "make bench        benchmark table -> docs/benchmarks.md"
 	@echo "make lock         re-resolve requirements*.in into the lock files requirements*.txt (clean venv)"
 
@@ -92,16 +92,36 @@ run: venv node
 check: venv
 	$(PY) -m devhost.check $(ARGS)
 
-lint: venv
+# checkov, the template's hardening check, has a venv of its own (it is no dependency of the app or its
+# tests): infra/checkov-requirements.txt pins it and everything it pulls in. Lint fails on any failed check,
+# and when checkov parsed or checked nothing (it exits 0 then); a check that does not apply is skipped in
+# the template itself (a resource's metadata.checkov, with the reason). No download from the vendor's
+# platform, no update check; its warnings about unevaluated expressions are left out (LOG_LEVEL=ERROR).
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV = CKV_SKIP_PACKAGE_UPDATE_CHECK=true LOG_LEVEL=ERROR $(CHECKOV_VENV)/bin/checkov --skip-download
+
+$(CHECKOV_VENV)/.installed: infra/checkov-requirements.txt
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r infra/checkov-requirements.txt
+	touch $@
+
+lint: venv $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@echo "checkov --framework arm -f infra/azuredeploy.json"
+	@out=$$($(CHECKOV) --framework arm -f infra/azuredeploy.json --compact --quiet 2>&1); status=$$?; \
+	printf '%s\n' "$$out"; [ $$status -eq 0 ] || exit $$status; \
+	if printf '%s\n' "$$out" | grep -q 'Parsing errors' || ! printf '%s\n' "$$out" | grep -q 'Passed checks: [1-9]'; \
+	then echo "checkov parsed or checked nothing in infra/azuredeploy.json" >&2; exit 1; fi
 
 format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .venv312 node_modules .pytest_cache .ruff_cache .hypothesis outbox .run
+	rm -rf $(VENV) .venv312 $(CHECKOV_VENV) node_modules .pytest_cache .ruff_cache .hypothesis outbox .run
 
 bench: venv node
 	$(PY) -m bench
