@@ -16,22 +16,12 @@ from .domain import Keep, Night, NightRecord, StopOutcome
 from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
 from .night_rows import ROWS, record_delayed_stops
-from .nightly import LEASE, SWEEP, save_progress
+from .nightly import LEASE, SWEEP, pending_delays, save_progress
 from .ports import CancelLedger, ComputeWorkspace, PriceList
 from .retry import Backpressure, RetryPolicy
 from .stopping import stop_while_fresh
 
 log = logging.getLogger(__name__)
-
-
-def pending_delays(record: NightRecord, keeps: dict[str, Keep]) -> list[Keep]:
-    """Delayed keeps the sweep honours and has not handled yet (stopped, or given up on)."""
-    honoured = {name.lower() for name in record.kept or ()}
-    handled = {name.lower() for name in record.done}
-    return [
-        keep for name, keep in keeps.items()
-        if name.lower() in honoured and name.lower() not in handled and keep.until is not None
-    ]  # fmt: skip
 
 
 def stop_delayed(

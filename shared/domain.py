@@ -20,6 +20,7 @@ WORKSPACE_ID = re.compile(
 # (Stopped, Stopping, Starting, Creating, Restarting, SettingUp, Unusable, ...) is "not running".
 RUNNING = "Running"
 JOB_RUNNING = "JobRunning"
+PARTLY_MISSED = "partly missed"  # a night record's state: see NightRecord
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class NightRecord:
     night_key: str
     kind: str  # "mail" or "sweep"
     state: str  # "running"; "incomplete" (a later tick in the window retries); "waiting" (delayed stops
-    # to come); "done"; "missed"
+    # to come); "done"; "missed" (no sweep in its window); "partly missed" (swept, but some stops never happened)
     lease_until: datetime
     done: tuple[str, ...] = ()  # recipients mailed / instances stopped
     kept: tuple[str, ...] | None = None
@@ -132,7 +133,7 @@ class NightRecord:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "missed")
+        return self.state in ("done", "missed", PARTLY_MISSED)
 
     def progressed(
         self, done: tuple[str, ...], failures: tuple[str, ...], waiting: bool = False
@@ -157,6 +158,10 @@ class NightRecord:
 
     def missed(self) -> NightRecord:
         return replace(self, state="missed")
+
+    def partly_missed(self, left_running: tuple[str, ...]) -> NightRecord:
+        """The main sweep ran, but some of its stops never happened (no tick came, or every try failed)."""
+        return replace(self, state=PARTLY_MISSED, failures=left_running)
 
 
 @dataclass(frozen=True)

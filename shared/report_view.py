@@ -13,7 +13,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 
-from .domain import WorkspaceTarget
+from .domain import PARTLY_MISSED, WorkspaceTarget
 from .outcomes import DELAYED, FAILED, KEPT, OUTCOMES, STOPPED, InstanceNight, total_saving
 
 CSV_COLUMNS = (
@@ -52,6 +52,8 @@ def problems(parts: list[WorkspaceNight]) -> list[str]:
             found.append(
                 f"{where}: the night was missed: no sweep ran inside its window, nothing was stopped"
             )
+        elif part.state == PARTLY_MISSED:
+            found.append(f"{where}: the night's sweep ran, but some of its stops never happened (below)")
         elif part.shutdown_at and not part.state:
             found.append(f"{where}: no sweep has run for this night")
         for row in part.rows:

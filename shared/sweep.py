@@ -18,12 +18,12 @@ from datetime import datetime
 from datetime import time as wall_time
 
 from .decisions import ShutdownPlan, opt_outs, plan_shutdown
-from .delayed_stops import pending_delays, stop_delayed
+from .delayed_stops import stop_delayed
 from .domain import Night, NightRecord, StopOutcome
 from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
 from .night_rows import record_night
-from .nightly import LEASE, SWEEP, audit_missed, record_missed, save_progress
+from .nightly import LEASE, SWEEP, audit_missed, pending_delays, record_missed, save_progress
 from .ports import CancelLedger, ComputeWorkspace, PriceList
 from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar

@@ -90,3 +90,22 @@ def test_a_delayed_stop_that_is_due_runs_while_a_failed_stop_is_still_being_retr
     assert world.compute.instances["ci-bob"].state == "Stopped"
     world.at(MON_S + minutes(65)).sweep()
     assert world.compute.instances["ci-alice"].state == "Stopped"
+
+
+# ------------------------------------------------------- 6. a delayed stop that got no tick, reported
+def test_a_night_whose_delayed_stop_got_no_tick_reports_the_sweep_done_and_that_stop_missed():
+    world = World(*team(), now=MON_S - minutes(180), report_emails="finops@contoso.com")
+    world.mail()
+    world.at(MON_S - minutes(10)).click(world.link("ci-bob"), delay="60")
+    world.at(MON_S).sweep()
+    assert world.compute.stop_calls == ["ci-alice"]
+    # The host is down from 20:30 until the delayed stop's window (21:00-23:00) and the others closed.
+    with pytest.raises(RunFailedError) as failed:
+        world.at(MON_S + minutes(245)).sweep()
+    assert list(failed.value.failures) == ["ci-bob"] and "ran all night" in failed.value.failures["ci-bob"]
+    night = world.app.estate.single().calendar.night(MON_S.date())
+    assert world.ledger.night_record(night, SWEEP).state == "partly missed"
+    report = next(m for m in world.mailer.sent if m.to == "finops@contoso.com")
+    assert "every targeted running instance" not in report.text and "nothing was stopped" not in report.text
+    assert "ci-bob was not stopped: its delayed stop at 20:00 UTC got no tick" in report.text
+    assert "stopped at 20:00" in report.text  # ci-alice, whose stop the report still counts
