@@ -1,10 +1,11 @@
 """The estimated saving of a stop: the instance's hourly list price for every hour it stays stopped
 until people start working again.
 
-A stop on the night of day D saves the hours from the stop until `workday_start` (local time) on the
-first day after D that has a shutdown by the calendar: a Friday stop counts until Monday morning, and
-skip days and public holidays extend it. Hours are real elapsed hours, so a night across a DST change
-counts one hour more or less. A stop at or after that time saves nothing.
+A stop on the night of day D saves the hours from the stop until the first `workday_start` (local time)
+after D's shutdown on a day that has a shutdown by the calendar: a Friday 20:00 stop counts until Monday
+morning, skip days and public holidays extend it, and a shutdown after midnight (02:30) counts until
+08:00 that same morning. Hours are real elapsed hours, so a night across a DST change counts one hour
+more or less. A delayed stop at or after that time saves nothing: people are at work by then.
 """
 
 from __future__ import annotations
@@ -14,20 +15,25 @@ from datetime import date, datetime, time, timedelta
 from .shutdown_calendar import LOOKAHEAD_DAYS, ShutdownCalendar, local_instant
 
 
-def next_workday(calendar: ShutdownCalendar, night_day: date) -> date:
-    """The first day after `night_day` that is not free of shutdowns (the next day, if none is ahead)."""
-    for offset in range(1, LOOKAHEAD_DAYS):
+def back_to_work(calendar: ShutdownCalendar, night_day: date, workday_start: time) -> datetime:
+    """The first `workday_start` after the shutdown of `night_day` on a day with a shutdown (the next
+    day's, if none is ahead). Counted from the shutdown, not the stop: a stop delayed into the working
+    day must not be credited the whole day and night that follow."""
+    zone = calendar.rules.zone
+    shutdown = local_instant(night_day, calendar.rules.shutdown_time, zone)
+    for offset in range(LOOKAHEAD_DAYS):
         day = night_day + timedelta(days=offset)
-        if calendar.why_no_shutdown(day) is None:
-            return day
-    return night_day + timedelta(days=1)
+        back = local_instant(day, workday_start, zone)
+        if back > shutdown and calendar.why_no_shutdown(day) is None:
+            return back
+    return local_instant(night_day + timedelta(days=1), workday_start, zone)
 
 
 def stopped_hours(
     calendar: ShutdownCalendar, night_day: date, stopped_at: datetime, workday_start: time
 ) -> float:
     """Hours an instance stopped at `stopped_at` on the night of `night_day` stays stopped until work starts."""
-    back = local_instant(next_workday(calendar, night_day), workday_start, calendar.rules.zone)
+    back = back_to_work(calendar, night_day, workday_start)
     return max(0.0, (back - stopped_at).total_seconds() / 3600)
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from shared.prices import hourly_price, retail_filter
-from shared.savings import next_workday, saving, stopped_hours
+from shared.savings import back_to_work, saving, stopped_hours
 from shared.settings import Settings
 from shared.shutdown_calendar import ShutdownCalendar
 from tests.fakes import environ
@@ -41,7 +41,7 @@ def test_a_friday_stop_counts_until_monday_morning():
 
 def test_holidays_and_skip_days_extend_it():
     # Thursday 24 December; the 25th and 26th are holidays in Bavaria, then a weekend: Monday the 28th.
-    assert next_workday(calendar(), date(2026, 12, 24)) == date(2026, 12, 28)
+    assert back_to_work(calendar(), date(2026, 12, 24), EIGHT) == berlin(2026, 12, 28, 8)
     assert hours(date(2026, 12, 24), berlin(2026, 12, 24, 20)) == 84
     # A skip range after it: back on Monday 4 January.
     assert (
@@ -127,3 +127,15 @@ def test_a_night_after_midnight_in_utc_is_counted_from_the_stop():
     stop = berlin(2026, 11, 25, 23, 30)
     assert hours(date(2026, 11, 25), stop) == 8.5
     assert hours(date(2026, 11, 25), stop + timedelta(hours=1)) == 7.5
+
+
+def test_a_shutdown_after_midnight_counts_until_that_morning():
+    # The night of Thursday 26 November is its 02:30: work starts at 08:00 the same day, not on Friday.
+    assert hours(date(2026, 11, 26), berlin(2026, 11, 26, 2, 30), shutdown_time="02:30") == 5.5
+    # Friday's 00:30 counts until Friday 08:00, not Monday's.
+    assert hours(date(2026, 11, 27), berlin(2026, 11, 27, 0, 30), shutdown_time="00:30") == 7.5
+    # Delayed past 08:00, it saves nothing, as an evening stop delayed past 08:00 would.
+    assert hours(date(2026, 11, 26), berlin(2026, 11, 26, 8, 30), shutdown_time="02:30") == 0
+    # The autumn change after a 02:30 shutdown (the first, CEST one): 08:00 CET is 6.5 real hours later.
+    every_day = {"shutdown_days": "Mon-Sun", "holidays": "", "shutdown_time": "02:30"}
+    assert hours(date(2026, 10, 25), berlin(2026, 10, 25, 2, 30), **every_day) == 6.5
