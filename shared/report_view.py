@@ -20,6 +20,7 @@ CSV_COLUMNS = (
     "night", "subscription_id", "resource_group", "workspace", "instance", "outcome", "vm_size", "region",
     "stopped_at_utc", "kept_until_utc", "kept_by", "hours", "saving", "currency", "detail",
 )  # fmt: skip
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection list
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,20 @@ def to_csv(parts: list[WorkspaceNight], currency: str) -> bytes:
         lines, key=lambda x: (x[0], x[1].target.label.lower(), x[2].instance.lower())
     ):
         t = part.target
-        writer.writerow([
+        text = [
             day.isoformat(), t.subscription_id, t.resource_group, t.name, row.instance, row.outcome,
             row.size or "", row.region or "", _iso(row.stopped_at), _iso(row.kept_until), row.kept_by,
-            f"{row.hours:.2f}", "" if row.saving is None else f"{row.saving:.2f}", currency, row.detail,
-        ])  # fmt: skip
+        ]  # fmt: skip
+        figures = [f"{row.hours:.2f}", "" if row.saving is None else f"{row.saving:.2f}"]
+        writer.writerow([*map(_text, text), *figures, _text(currency), _text(row.detail)])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _text(cell: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting like a formula gets OWASP's leading `'`
+    (a recipient, a resource group or an error message is not ours to trust). The figures are left out:
+    the app formats them itself, never negative, and they must stay numbers."""
+    return f"'{cell}" if cell.startswith(FORMULA_TRIGGERS) else cell
 
 
 def _iso(instant: datetime | None) -> str:

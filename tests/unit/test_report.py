@@ -9,9 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from shared import app
-from shared.domain import Instance
-from shared.errors import RunFailedError, TransientServiceError
+from shared.domain import Cancellation, Instance, WorkspaceTarget
+from shared.errors import AutoShutdownError, RunFailedError, TransientServiceError
+from shared.outcomes import FAILED, InstanceNight
 from shared.report import report_day
+from shared.report_view import WorkspaceNight, to_csv
 from shared.settings import Settings
 from tests.fakes import SINGLE_WORKSPACE_OFF, FakeLedger, FakeMailer, FakeWorkspace, environ
 
@@ -32,9 +34,10 @@ class Prices:
 
 
 class World:
-    def __init__(self, **overrides):
+    def __init__(self, berlin_group="rg-eu", **overrides):
         entries = [
-            {"subscription_id": SUB, "resource_group": "rg-eu", "workspace": "ws-berlin", "time_zone": "Europe/Berlin"},
+            {"subscription_id": SUB, "resource_group": berlin_group, "workspace": "ws-berlin",
+             "time_zone": "Europe/Berlin"},
             {"subscription_id": SUB, "resource_group": "rg-us", "workspace": "ws-new-york",
              "time_zone": "America/New_York"},
         ]  # fmt: skip
@@ -160,3 +163,67 @@ def test_the_report_day_spans_every_zone():
     assert report_day(BERLIN_SWEEP, calendars)[0] == date(2026, 11, 24)
     assert report_day(NEW_YORK_SWEEP + timedelta(hours=2), calendars)[0] == date(2026, 11, 24)
     assert report_day(datetime(2026, 11, 24, 12, tzinfo=UTC), calendars) is None
+
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")  # OWASP's list: what makes a spreadsheet cell a formula
+
+
+def spreadsheet(content: bytes) -> list[dict[str, tuple[str, object]]]:
+    """The rows as a spreadsheet opening the file shows them, each cell (kind, value): a leading `'`
+    marks text (and is not shown), a leading trigger makes a formula, what parses as a number is one."""
+
+    def cell(raw: str) -> tuple[str, object]:
+        if raw.startswith("'"):
+            return "text", raw[1:]
+        if raw.startswith(FORMULA_TRIGGERS):
+            return "formula", raw
+        try:
+            return "number", float(raw)
+        except ValueError:
+            return "text", raw
+
+    header, *rows = csv.reader(io.StringIO(content.decode("utf-8-sig"), newline=""))
+    return [dict(zip(header, map(cell, row), strict=True)) for row in rows]
+
+
+def formulas(rows) -> list:
+    return [value for row in rows for kind, value in row.values() if kind == "formula"]
+
+
+def test_a_hostile_cell_reaches_the_csv_as_text_not_a_formula():
+    recipient = "+cmd|'/Ccalc'!A0@contoso.com"  # a valid address in to_emails
+    detail = "@SUM(1+1)*cmd|' /C calc'!A0"
+    world = World(berlin_group="-rg-eu")  # Azure allows a leading hyphen in resource group names
+    calendars = app.bootstrap(world.settings, ledger=world.ledger).estate.calendars()
+    berlin = next(c for c in calendars if c.target.name == "ws-berlin").night(date(2026, 11, 24))
+    world.ledger.record(berlin, Cancellation(berlin.target.arm_id, "ci-alice", berlin.day,
+                                             BERLIN_SWEEP - timedelta(hours=1), recipient=recipient))  # fmt: skip
+    world.spaces["ws-berlin"].instances["ci-carol"] = vm("ci-carol", "westeurope")
+    world.spaces["ws-berlin"].stop_errors["ci-carol"] = [AutoShutdownError(detail)] * 9
+    with pytest.raises(RunFailedError):
+        world.tick(BERLIN_SWEEP)
+    world.tick(NEW_YORK_SWEEP)
+    world.tick(NEW_YORK_SWEEP + timedelta(hours=4, minutes=5))  # Berlin's failure held it back till now
+    (report,) = world.reports()
+    (attached,) = report.attachments
+    rows = spreadsheet(attached.content)
+    assert formulas(rows) == []
+    shown = {(r["workspace"][1], r["instance"][1]): r for r in rows}
+    alice, carol = shown[("ws-berlin", "ci-alice")], shown[("ws-berlin", "ci-carol")]
+    assert (alice["resource_group"], alice["kept_by"]) == (("text", "-rg-eu"), ("text", recipient))
+    assert carol["detail"] == ("text", detail)
+    assert shown[("ws-new-york", "ci-alice")]["saving"] == ("number", 2.40)  # figures stay numbers
+
+
+@pytest.mark.parametrize("trigger", FORMULA_TRIGGERS)
+def test_every_formula_trigger_is_neutralised_and_plain_text_is_left_alone(trigger):
+    target = WorkspaceTarget(SUB, f"{trigger}rg", "ws-berlin")
+    day = date(2026, 11, 24)
+    row = InstanceNight("ci-alice", FAILED, "STANDARD_DS3_V2", "westeurope", detail=f"{trigger}1+1 failed")
+    part = WorkspaceNight(target, UTC, day, BERLIN_SWEEP, month={day: [row]})
+    (found,) = spreadsheet(to_csv([part], "USD"))
+    assert (found["resource_group"], found["detail"]) == (
+        ("text", f"{trigger}rg"),
+        ("text", f"{trigger}1+1 failed"),
+    )
+    assert (found["instance"], found["hours"]) == (("text", "ci-alice"), ("number", 0.0))
