@@ -1,15 +1,18 @@
 """What a person may choose on the confirmation page: stop it later (shutdown + N minutes, one button per
 `delay_options` entry), or keep it running all night. Pure functions of the night, the time and the keep
-in force; the form's field `delay` with values `60`, `120`, ... or `night` is a public interface."""
+in force; the form's field `delay` with values `60`, `120`, ... or `night` is a public interface. A stop
+time is shown as a local clock time, with its zone when that differs from the shutdown's (the autumn
+night's +1 h after a 02:30 shutdown is 02:30 again)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from .domain import Keep, Night
 from .errors import InvalidChoiceError
+from .rendering import clock
 
 NIGHT = "night"
 
@@ -31,6 +34,13 @@ def offered(
         if until > now and (in_force is None or (in_force.until is not None and until > in_force.until)):
             later.append(Choice(str(minutes), until))
     return (*later, Choice(NIGHT, None))
+
+
+def label(choice: Choice, instance: str, night: Night, zone: tzinfo) -> str:
+    """The button's words, with the stop time's zone when its UTC offset is not the shutdown's."""
+    if choice.until is None:
+        return f"Keep {instance} running tonight"
+    return f"Stop it at {clock(choice.until, zone, beside=night.shutdown_at)} instead"
 
 
 def allowed(night: Night, now: datetime, delay_options: Sequence[int]) -> tuple[Choice, ...]:

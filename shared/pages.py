@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from .cancellation import ALLOWED_METHODS, CancelResult, Outcome
-from .delays import Choice
+from .delays import label
 from .errors import (
     AutoShutdownError,
     CancelRequestError,
@@ -14,7 +14,7 @@ from .errors import (
     OutOfTimeError,
     TransientServiceError,
 )
-from .rendering import format_local, render
+from .rendering import clock, format_local, render
 
 log = logging.getLogger(__name__)
 
@@ -43,45 +43,35 @@ class Page:
 def for_result(result: CancelResult) -> Page:
     grant, night, zone = result.grant, result.night, result.zone
     keep = result.in_force
+
+    def at(instant) -> str:  # a stop time, read beside the shutdown's
+        return clock(instant, zone, beside=night.shutdown_at)
+
+    until = keep.until if keep else None
     facts = dict(
         instance=grant.instance,
         workspace=night.target.name,
         resource_group=night.target.resource_group,
         shutdown_time=format_local(night.shutdown_at, zone),
-        shutdown_clock=_clock(night.shutdown_at, zone),
-        choices=[{"value": c.value, "label": _label(c, grant.instance, zone)} for c in result.choices],
+        shutdown_clock=clock(night.shutdown_at, zone, beside=until),
+        choices=[{"value": c.value, "label": label(c, grant.instance, night, zone)} for c in result.choices],
     )
     if result.outcome is Outcome.CONFIRM:
-        in_force = (
-            None
-            if keep is None
-            else ("all night" if keep.until is None else f"until {_clock(keep.until, zone)}")
-        )
-        if keep is not None and keep.until is None:
+        in_force = None if keep is None else ("all night" if until is None else f"until {at(until)}")
+        if keep is not None and until is None:
             facts["choices"] = []  # kept all night: nothing longer to offer
         title = f"Keep {grant.instance} running?" if keep else f"Keep {grant.instance} running tonight?"
         return Page(200, render("confirm.html", tone="", title=title, in_force=in_force, **facts))
-    until = keep.until if keep else None
     title = (
         f"{grant.instance} keeps running tonight"
         if until is None
-        else f"{grant.instance} now stops at {_clock(until, zone)}"
+        else f"{grant.instance} now stops at {at(until)}"
     )
     body = render(
-        "kept.html", tone="ok", title=title, until=until and _clock(until, zone),
+        "kept.html", tone="ok", title=title, until=until and at(until),
         longer=result.outcome is Outcome.ALREADY_KEPT, **facts,
     )  # fmt: skip
     return Page(200, body)
-
-
-def _label(choice: Choice, instance: str, zone) -> str:
-    if choice.until is None:
-        return f"Keep {instance} running tonight"
-    return f"Stop it at {_clock(choice.until, zone)} instead"
-
-
-def _clock(instant, zone) -> str:
-    return f"{instant.astimezone(zone):%H:%M}"
 
 
 def for_error(error: AutoShutdownError) -> Page:

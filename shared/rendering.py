@@ -41,6 +41,15 @@ def format_local(instant: datetime, zone: tzinfo) -> str:
     return f"{local:%A} {local.day} {local:%B %Y at %H:%M} {local.tzname()}{suffix}"
 
 
+def clock(instant: datetime, zone: tzinfo, beside: datetime | None = None) -> str:
+    """'21:00', or '02:30 CET' when `beside` (the time it is read next to) has another UTC offset: on
+    the autumn night 02:30 comes twice, and only the zone tells the two apart."""
+    local = instant.astimezone(zone)
+    if beside is not None and beside.astimezone(zone).utcoffset() != local.utcoffset():
+        return f"{local:%H:%M} {local.tzname()}"
+    return f"{local:%H:%M}"
+
+
 def relative_day(instant: datetime, now: datetime, zone: tzinfo) -> str:
     """How a person reading at `now` calls the day of `instant`: tonight, today, tomorrow, or its name."""
     local, today = instant.astimezone(zone), now.astimezone(zone).date()

@@ -1,15 +1,16 @@
 """Stop it later instead of never: the choices offered, the latest-wins rule, delayed stops and reminders."""
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from shared.cancellation import CancelRequest, Outcome, form_delay, keep_instance_tonight
-from shared.delays import NIGHT, chosen, offered
+from shared.delays import NIGHT, chosen, label, offered
 from shared.domain import ClientInfo, Instance, Keep
 from shared.errors import ExpiredLinkError, InvalidChoiceError
 from shared.links import CancelGrant, LinkSigner
+from shared.pages import for_result
 from shared.reminders import ReminderOptions, send_reminders
 from shared.retry import RetryPolicy
 from shared.settings import Settings
@@ -197,3 +198,43 @@ def test_no_reminder_when_set_to_zero_or_for_keeps_all_night():
     click(ledger, S - minutes(10), NIGHT)
     assert remind(ledger, mailer, S + minutes(45)) == ()
     assert remind(ledger, mailer, S + minutes(45), minutes_before=0) == () and ledger.queries == [TONIGHT.key]
+
+
+# ------------------------------------------------------------------------------------ labels
+# Berlin's autumn night: a 02:30 shutdown is the first 02:30 (CEST, 00:30 UTC); an hour later it is 02:30
+# again (CET). Only the zone tells the two apart.
+AUTUMN = calendar(shutdown_time="02:30", shutdown_days="Mon-Sun", holidays="")
+AUTUMN_NIGHT = AUTUMN.night(date(2026, 10, 25))
+
+
+def test_a_choice_in_another_utc_offset_than_the_shutdown_names_its_zone():
+    zone = AUTUMN.rules.zone
+    choices = offered(AUTUMN_NIGHT, AUTUMN_NIGHT.shutdown_at - minutes(30), (60, 120), None)
+    assert [label(c, "ci-a", AUTUMN_NIGHT, zone) for c in choices] == [
+        "Stop it at 02:30 CET instead", "Stop it at 03:30 CET instead", "Keep ci-a running tonight",
+    ]  # fmt: skip
+    ordinary = offered(TONIGHT, S - minutes(30), (60,), None)
+    assert [label(c, "ci-a", TONIGHT, CAL.rules.zone) for c in ordinary] == [
+        "Stop it at 21:00 instead", "Keep ci-a running tonight",
+    ]  # fmt: skip
+
+
+def test_the_autumn_night_s_pages_tell_the_two_02_30s_apart():
+    ledger, at = FakeLedger(), AUTUMN_NIGHT.shutdown_at - minutes(30)
+    grant = CancelGrant(
+        AUTUMN_NIGHT.target.arm_id, "ci-a", AUTUMN_NIGHT.day, AUTUMN_NIGHT.shutdown_at, "a@contoso.com"
+    )
+
+    def page(method, delay=None) -> str:
+        request = CancelRequest(method, SIGNER.sign(grant), ClientInfo("203.0.113.5", "UA"), delay)
+        result = keep_instance_tonight(
+            request, at, AUTUMN, SIGNER, ledger, (60, 120), NO_WAIT, sleep=lambda s: None
+        )
+        return for_result(result).body
+
+    confirm = page("GET")
+    assert "at 02:30 CEST (Europe/Berlin)" in confirm
+    assert 'value="60" class="later">Stop it at 02:30 CET instead</button>' in confirm
+    kept = page("POST", "60")
+    assert "ci-a now stops at 02:30 CET" in kept
+    assert "will be stopped at <strong>02:30 CET</strong> instead of 02:30 CEST." in kept
