@@ -53,6 +53,8 @@ def render(report: Preflight, dry_run: bool) -> str:
     for where, problem in report.problems.items():
         if not any(check.target.label == where for check in report.workspaces):
             lines.append(f"\n{where}: NOT CHECKED: {problem}")
+    for where, why in report.not_managed.items():
+        lines.append(f"\nNot managed: {where}, {why}")
     lines.append("")
     if dry_run:
         lines.append("dry_run is on: tonight's runs will only log what they would do.")

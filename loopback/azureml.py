@@ -34,6 +34,10 @@ Hosts and the service names used in the request log and in faults:
   (anonymous, as azureml-core fetches it without a token) and ``/rp/workspaces/...computes[/{name}]``
   of the workspaces in that region.
 
+Workspaces have ARM kinds (:data:`~loopback.azureml_workspaces.KINDS`): ``add_workspace(..., kind="Hub")``,
+``kind="FeatureStore"``, or ``kind="Project", hub=<the hub>`` for an Azure AI Foundry project, which
+names its hub (``properties.hubResourceId``) and shares the hub's computes.
+
 Per-workspace trouble, as Azure has it: :meth:`AzureMLStandIn.deny` (the identity lacks rights on a
 workspace: 403 ``AuthorizationFailed`` in ARM's words) and :meth:`AzureMLStandIn.remove_workspace`
 (404 ``ResourceNotFound``, gone from the listings).
@@ -61,6 +65,7 @@ from .aad import AzureADStandIn
 from .azureml_workspaces import (
     COMPUTE_TYPES,
     DENIALS,
+    KINDS,
     Compute,
     Denial,
     StandInWorkspace,
@@ -70,7 +75,7 @@ from .azureml_workspaces import (
 from .server import Request, Response
 from .traffic import Traffic
 
-__all__ = ["COMPUTE_TYPES", "AzureMLStandIn", "Compute", "StandInWorkspace", "WriteBuckets"]
+__all__ = ["COMPUTE_TYPES", "KINDS", "AzureMLStandIn", "Compute", "StandInWorkspace", "WriteBuckets"]
 
 #: States in which Azure accepts a stop request (202). Others get 409 from the stand-in.
 STOPPABLE_STATES = frozenset(
@@ -285,17 +290,26 @@ class AzureMLStandIn:
 
     # ------------------------------------------------------------------------ more workspaces
     def add_workspace(
-        self, subscription_id: str, resource_group: str, name: str, region: str = "westeurope"
+        self,
+        subscription_id: str,
+        resource_group: str,
+        name: str,
+        region: str = "westeurope",
+        kind: str | None = "Default",
+        hub: StandInWorkspace | None = None,
     ) -> StandInWorkspace:
         """Another workspace; its subscription, resource group and region host come into being with it.
         The same name in another resource group or subscription is another workspace. A removed
-        workspace may be added again (empty); adding one that exists is a ValueError."""
+        workspace may be added again (empty); adding one that exists is a ValueError. ``kind`` is its
+        ARM kind (None: none listed); a ``"Project"`` needs its ``hub`` and shares the hub's computes."""
         with self._lock:
             key = workspace_key(subscription_id, resource_group, name)
             known = self._workspaces.get(key)
             if known is not None and not known.removed:
                 raise ValueError(f"the stand-in already serves {known!r}")
-            added = StandInWorkspace(subscription_id, resource_group, name, region, self._lock, self.traffic)
+            added = StandInWorkspace(
+                subscription_id, resource_group, name, region, self._lock, self.traffic, kind, hub
+            )
             self._workspaces[key] = added
             return added
 
@@ -575,7 +589,16 @@ class AzureMLStandIn:
         return Response(200, body)
 
     def _workspace_json(self, ws: StandInWorkspace) -> dict:
-        return p.workspace(ws.arm_id, ws.name, ws.region, ws.workspace_id, self.tenant_id)
+        hub_id = ws.hub.arm_id if ws.hub is not None else None
+        return p.workspace(ws.arm_id, ws.name, ws.region, ws.workspace_id, self.tenant_id, ws.kind, hub_id)
+
+    def listing_entry(self, workspace: StandInWorkspace, arm_id: str | None = None) -> dict:
+        """The item ARM's listings (and GET) show for ``workspace``, optionally under another spelling of
+        its ``arm_id``: for a test's own listing page (``add_fault(..., status=200, body=...)``)."""
+        body = self._workspace_json(workspace)
+        if arm_id is not None:
+            body["id"] = arm_id
+        return body
 
     def _operation(self, sub: str, op_id: str, results: bool) -> Response:
         with self._lock:

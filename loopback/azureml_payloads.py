@@ -114,9 +114,19 @@ def subscription(subscription_id: str, tenant_id: str) -> dict[str, Any]:
     }
 
 
-def workspace(arm_id: str, name: str, region: str, workspace_id: str, tenant_id: str) -> dict[str, Any]:
+def workspace(
+    arm_id: str,
+    name: str,
+    region: str,
+    workspace_id: str,
+    tenant_id: str,
+    kind: str | None = "Default",
+    hub_id: str | None = None,
+) -> dict[str, Any]:
+    """A workspace as ARM's GET and listings show it. ``kind`` None leaves the key out (ARM lists no kind
+    for some older workspaces); a project's ``hub_id`` is its ``properties.hubResourceId``."""
     rg_id = arm_id.split(PROVIDER)[0]
-    return {
+    body = {
         "id": arm_id,
         "name": name,
         "type": "Microsoft.MachineLearningServices/workspaces",
@@ -148,6 +158,13 @@ def workspace(arm_id: str, name: str, region: str, workspace_id: str, tenant_id:
             "v1LegacyMode": False,
         },
     }
+    if kind is None:
+        del body["kind"]
+    else:
+        body["kind"] = kind
+    if hub_id is not None:
+        body["properties"]["hubResourceId"] = hub_id
+    return body
 
 
 def operation_status(

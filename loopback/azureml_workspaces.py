@@ -6,6 +6,11 @@ carries what a test did to it: :meth:`AzureMLStandIn.deny` (the app's identity l
 :meth:`AzureMLStandIn.remove_workspace` (deleted). Workspaces are told apart by subscription, resource
 group and name, compared without case as ARM compares them: two ``ws-ml`` in different resource groups
 are two workspaces.
+
+Each has an ARM ``kind`` (:data:`KINDS`; ``None``: ARM lists no kind, as for some older workspaces). An
+Azure AI Foundry project (``"Project"``) names its hub (``properties.hubResourceId``) and shares the
+hub's computes, as Foundry does: its compute list shows the hub's instances, and a stop through the
+project stops the hub's instance.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ COMPUTE_TYPES = ("ComputeInstance", "AmlCompute")
 #: What :meth:`AzureMLStandIn.deny` may take away: every right on the workspace, the right to read and
 #: stop its computes, or only the writes (what an identity with Reader on it may not do).
 DENIALS = ("all", "computes", "writes")
+#: The ARM kinds of ``Microsoft.MachineLearningServices/workspaces`` the stand-in serves.
+KINDS = ("Default", "Hub", "Project", "FeatureStore")
 
 
 @dataclass
@@ -66,11 +73,19 @@ class StandInWorkspace:
         region: str,
         lock: threading.RLock,
         traffic: Traffic,
+        kind: str | None = "Default",
+        hub: StandInWorkspace | None = None,
     ):
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS} or None")
+        if (kind == "Project") != (hub is not None) or (hub is not None and hub.kind != "Hub"):
+            raise ValueError("a Project needs its hub (a workspace of kind Hub), and only a Project has one")
         self.subscription_id, self.resource_group, self.name = subscription_id, resource_group, name
         self.region = region.lower()
         self._lock, self._traffic = lock, traffic
-        self.computes: dict[str, Compute] = {}
+        self.kind, self.hub = kind, hub
+        # A project shows (and stops) its hub's compute instances: the very same records.
+        self.computes: dict[str, Compute] = hub.computes if hub is not None else {}
         self.workspace_id = str(uuid.uuid4())
         self.denial: Denial | None = None
         self.removed = False

@@ -13,6 +13,10 @@ client of its own.
   Running is fresh, and this adapter holds to the same rule while it waits for ARM's write bucket
   (`shared.arm_pacing`): a stop whose turn would come after its listing went stale is not sent
   (STALE, so the sweep lists again).
+- Kind: before its first listing or stop, the adapter makes sure the workspace is not an Azure AI
+  Foundry project (shared.workspace_kinds), whose compute is its hub's: ProjectWorkspaceError if it is.
+  A workspace this run's listing found (a `*` entry) is known already; one an entry names costs one
+  `GET` of the workspace per run (shared.arm_directory.describe).
 - Errors (shared.errors, see shared.arm_client) name the workspace, which may come from aml_workspaces.
 
 This module must never import azureml-core (nor shared.azureml_workspace, which does).
@@ -20,13 +24,16 @@ This module must never import azureml-core (nor shared.azureml_workspace, which 
 
 from __future__ import annotations
 
+import threading
 import time
 from urllib.parse import quote
 
 from .arm_client import API_VERSION, MI_SETTINGS, SP_SETTINGS, ArmClient, ml_path
+from .arm_directory import describe
 from .arm_pacing import WriteBucket
 from .domain import Instance, StopOutcome
 from .stopping import FRESH_FOR
+from .workspace_kinds import refuse_project
 
 __all__ = ["API_VERSION", "MI_SETTINGS", "SP_SETTINGS", "ArmWorkspace"]
 
@@ -62,6 +69,9 @@ class ArmWorkspace:
             raise TypeError(f"with client=, {', '.join(client_options)} belong(s) to the client")
         self._client = client or ArmClient(credential, **client_options)
         self._owns_client = client is None
+        self._where = (subscription_id, resource_group, workspace)
+        self._vetted = False
+        self._vet_lock = threading.Lock()
         self._computes_url = (
             f"{self._client.endpoint}{ml_path(subscription_id, resource_group)}"
             f"/workspaces/{quote(workspace, safe='')}/computes"
@@ -73,6 +83,7 @@ class ArmWorkspace:
         self._listed_at: dict[str, float] = {}  # instance name (lower case) -> when its listing began
 
     def list_instances(self) -> list[Instance]:
+        self._vet(f"listing compute instances in {self.label}")
         started = self._clock()
         url = f"{self._computes_url}?api-version={quote(self._api_version)}"
         computes = self._client.pages(url, f"listing compute instances in {self.label}", WORKSPACE_HINT)
@@ -86,6 +97,7 @@ class ArmWorkspace:
 
     def stop(self, name: str) -> StopOutcome:
         what = f"stopping {name} in {self.label}"
+        self._vet(what)
         listed_at = self._listed_at.get(name.lower())
         fresh_for = None if listed_at is None else listed_at + FRESH_FOR - self._clock()
         if (fresh_for is not None and fresh_for < 0) or not self._bucket.take(fresh_for):
@@ -100,6 +112,14 @@ class ArmWorkspace:
         if response.status_code == 409:  # stopped or stopping already, or another operation under way
             return StopOutcome.NOT_RUNNING
         raise self._client.http_error(response, what)
+
+    def _vet(self, what: str) -> None:
+        """ProjectWorkspaceError if the workspace is a Foundry project; asked once per adapter (run). A
+        failed read fails `what` the adapter was about to do, as that call itself would have."""
+        with self._vet_lock:
+            if not self._vetted:
+                refuse_project(describe(self._client, *self._where, what, WORKSPACE_HINT, self._api_version))
+                self._vetted = True
 
     def close(self) -> None:
         """Close the client if it is this workspace's own; a shared one is its owner's to close."""

@@ -8,6 +8,11 @@ to the ARM listing of workspaces (shared.arm_directory). The instance objects fr
 are reused for the stops, so no instance is fetched by name. azureml-core's own retries are switched
 off before its first import (see settings.prepare_sdk_environment); shared.retry.RetryPolicy decides
 about retrying, and this module only says which failures are worth it.
+
+Opening a workspace refuses an Azure AI Foundry project (ProjectWorkspaceError, see
+shared.workspace_kinds): azureml-core's own read of the workspace carries its `kind` (msrest keeps the
+fields its model lacks in `additional_properties`), so a workspace or hub costs no call; a project, or
+an answer without a kind, is read once more through ARM at the current api-version, for its hub.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ import time
 import requests
 from azure.core.credentials import AccessToken
 
-from .arm_client import TOKEN_MARGIN
+from .arm_client import TOKEN_MARGIN, ArmClient
+from .arm_directory import describe
 from .arm_pacing import WriteBucket
 from .credentials import ServicePrincipal
 from .domain import JOB_RUNNING, RUNNING, Instance, StopOutcome
 from .errors import CredentialsError, NotFoundError, ServiceError, TransientServiceError
 from .retry import retry_after_seconds
 from .settings import prepare_sdk_environment
+from .workspace_kinds import PROJECT, refuse_project
 
 prepare_sdk_environment()  # before azureml is imported: it reads its retry count once, at import
 from azureml.core import ComputeTarget, Workspace  # noqa: E402
@@ -137,17 +144,38 @@ class AzureMLWorkspace:
         with self._lock:
             if self._workspace is None:
                 subscription_id, resource_group, name = self._where
+                auth = self._auth()
                 try:
-                    self._workspace = Workspace(subscription_id, resource_group, name, auth=self._auth())
+                    workspace = Workspace(subscription_id, resource_group, name, auth=auth)
                 except Exception as error:
                     raise self._translate(error, f"opening {self.label}") from error
+                kind = _kind(workspace)
+                if kind is None or kind.lower() == PROJECT:
+                    self._refuse_project(auth)
+                self._workspace = workspace
             return self._workspace
+
+    def _refuse_project(self, auth) -> None:
+        """Read the workspace through ARM (on the run's sign-in): ProjectWorkspaceError if a project."""
+        settings = SP_SETTINGS if self._principal else MI_SETTINGS
+        client = ArmClient(AzureMLAuthCredential(auth, settings), credential_settings=settings)
+        try:
+            refuse_project(describe(client, *self._where, f"opening {self.label}", f" ({WORKSPACE_HINT})"))
+        finally:
+            client.close()
 
     def _auth(self):
         return self._shared_auth if self._shared_auth is not None else authentication(self._principal)
 
     def _translate(self, error: Exception, what: str) -> ServiceError:
         return translate(error, what, SP_SETTINGS if self._principal else MI_SETTINGS)
+
+
+def _kind(workspace) -> str | None:
+    """The `kind` in azureml-core's answer for the workspace, if it had one."""
+    read = getattr(workspace, "_workspace_autorest_object", None)
+    kind = (getattr(read, "additional_properties", None) or {}).get("kind")
+    return kind if isinstance(kind, str) else None
 
 
 def _already_read() -> None:

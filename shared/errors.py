@@ -2,6 +2,8 @@
 
     AutoShutdownError
     ├── ConfigurationError          App Settings missing or invalid; .problems lists every one
+    │   └── ProjectWorkspaceError   an aml_workspaces entry names an AI Foundry project (found on
+    │                               its first read; fails that workspace alone)
     ├── CancelRequestError          a click we cannot honour; shown as a 4xx page
     │   ├── InvalidLinkError        missing, malformed, tampered or foreign link      (400)
     │   ├── InvalidChoiceError      a `delay` the page does not offer (now)           (400)
@@ -34,6 +36,15 @@ class ConfigurationError(AutoShutdownError):
         self.problems = list(problems)
         listing = "\n".join(f"  - {problem}" for problem in self.problems)
         super().__init__(f"{len(self.problems)} App Setting problem(s):\n{listing}")
+
+
+class ProjectWorkspaceError(ConfigurationError):
+    """An entry names an Azure AI Foundry project, whose compute instances are its hub's. Only a read of
+    the workspace tells, so it fails that one workspace, in one line like its other failures."""
+
+    def __init__(self, problem: str):
+        self.problems = [problem]
+        AutoShutdownError.__init__(self, problem)
 
 
 class CancelRequestError(AutoShutdownError):

@@ -3,13 +3,14 @@ recipients, and the workspaces behind its `*` entries.
 
 A `*` entry is listed through ARM only on a tick when its calendar has something due (its calendar
 does not depend on which workspaces it covers), so a tick with nothing due still makes no remote call.
-A workspace covered by several entries belongs to the most specific one (see workspace_entries).
+A workspace covered by several entries belongs to the most specific one (see workspace_entries). Only
+workspaces of the kinds shared.workspace_kinds manages are taken from the listings.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from .ports import WorkspaceDirectory
 from .retry import RetryPolicy
 from .shutdown_calendar import CalendarRules, ShutdownCalendar
 from .workspace_entries import EVERY, WorkspaceEntry
+from .workspace_kinds import ListedWorkspace
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class Estate:
     def __init__(self, scopes: Sequence[Scope]):
         self.scopes = tuple(scopes)
         self._managed: dict[str, Managed] = {}
+        self._passed_over: dict[str, ListedWorkspace] = {}  # by lower-case ARM id
         self._probes = {
             scope.entry: ShutdownCalendar(scope.target(scope.entry.subscription_id,
                                                        scope.entry.resource_group or EVERY, EVERY), scope.rules)
@@ -105,7 +108,8 @@ class Estate:
     ) -> tuple[list[Managed], dict[str, str]]:
         """Every workspace whose calendar answers `question` with something, and the `*` entries that
         could not be listed (entry -> why). Entries are listed through ARM only when their calendar
-        answers; the rest of the estate is never held back by one that fails."""
+        answers; the rest of the estate is never held back by one that fails. Each managed workspace
+        comes once, however often (and in whatever case) the listings name it."""
         found: list[Managed] = []
         failures: dict[str, str] = {}
         for scope in self.scopes:
@@ -118,7 +122,7 @@ class Estate:
             if not question(self._probes[entry]):
                 continue
             try:
-                ids = policy.call(
+                listed = policy.call(
                     lambda entry=entry: directory.list_workspaces(
                         entry.subscription_id, entry.resource_group
                     ),
@@ -129,13 +133,28 @@ class Estate:
                 log.error("Could not list the workspaces of %s: %s", entry.text, error,
                           exc_info=traceback_if_bug(error))  # fmt: skip
                 continue
-            for workspace_id in ids:
-                if not WORKSPACE_ID.fullmatch(workspace_id) or self.owner(*_place(workspace_id)) is not scope:
-                    continue  # a more specific entry covers it, with its own calendar
-                managed = self.managed(scope, *_place(workspace_id))
+            for managed in self._covered(scope, listed):
                 if question(managed.calendar) and managed not in found:
                     found.append(managed)
         return found, failures
+
+    def _covered(self, scope: Scope, listed: Sequence[ListedWorkspace]) -> Iterator[Managed]:
+        """The listed workspaces that `scope` owns and manages. One it owns but may not manage (a
+        Foundry project, a feature store: shared.workspace_kinds) is passed over, logged once a run."""
+        for workspace in listed:
+            if not WORKSPACE_ID.fullmatch(workspace.id) or self.owner(*_place(workspace.id)) is not scope:
+                continue  # a more specific entry covers it, with its own calendar
+            if workspace.managed:
+                yield self.managed(scope, *_place(workspace.id))
+            elif workspace.id.lower() not in self._passed_over:
+                self._passed_over[workspace.id.lower()] = workspace
+                log.info("Not managing workspace %s (found by %s): %s", workspace.label, scope.entry.text,
+                         workspace.why_not_managed())  # fmt: skip
+
+    @property
+    def not_managed(self) -> dict[str, str]:
+        """The workspaces this run's listings found and passed over (workspace -> why)."""
+        return {w.label: w.why_not_managed() for w in self._passed_over.values()}
 
     def calendars(self) -> list[ShutdownCalendar]:
         """One calendar per entry (a `*` entry's stands for every workspace behind it): for questions

@@ -25,6 +25,7 @@ from .domain import (
 
 if TYPE_CHECKING:
     from .outcomes import InstanceNight
+    from .workspace_kinds import ListedWorkspace
 
 
 class ComputeWorkspace(Protocol):
@@ -42,9 +43,12 @@ class ComputeWorkspace(Protocol):
 class WorkspaceDirectory(Protocol):
     """ARM's listing of Azure ML workspaces, for `aml_workspaces` entries that end in `*`."""
 
-    def list_workspaces(self, subscription_id: str, resource_group: str | None = None) -> list[str]:
-        """The ARM ids of every Azure ML workspace the app's identity can see in the subscription (or in
-        one resource group of it), every page followed."""
+    def list_workspaces(
+        self, subscription_id: str, resource_group: str | None = None
+    ) -> list[ListedWorkspace]:
+        """Every Azure ML workspace the app's identity can see in the subscription (or in one resource
+        group of it), every page followed, as ARM lists it: its id, its kind and a project's hub. Which
+        of them are managed is the caller's choice (shared.workspace_kinds)."""
         ...
 
 

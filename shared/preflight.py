@@ -4,7 +4,9 @@ After a deployment (or a change of settings), an operator wants to know, before 
 settings parse, the identity signs in, every workspace is reachable and which instances would be
 mailed about and stopped. This use case does what a tick does up to the first write: it lists the
 workspaces (`*` entries through ARM) and their instances and reads tonight's keeps, and it never
-mails, stops, claims a night or writes anything.
+mails, stops, claims a night or writes anything. Workspaces a `*` entry found but does not manage
+(Azure AI Foundry projects, feature stores) are named with the reason; an entry naming a project is a
+problem of that entry.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Preflight:
     now: datetime
     workspaces: tuple[WorkspaceCheck, ...]
     problems: dict[str, str]  # entries whose workspaces could not be listed, and failed workspaces
+    not_managed: dict[str, str] = field(default_factory=dict)  # found by `*` entries, passed over: why
 
     @property
     def ok(self) -> bool:
@@ -62,7 +65,7 @@ def preflight(
         if check.problem:
             problems[workspace.target.label] = check.problem
         checks.append(check)
-    return Preflight(now, tuple(checks), problems)
+    return Preflight(now, tuple(checks), problems, estate.not_managed)
 
 
 def _check(

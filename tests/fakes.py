@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 
 from shared.domain import Cancellation, Instance, Keep, Night, NightRecord, OutgoingMail, StopOutcome
 from shared.errors import LostClaimError
+from shared.workspace_kinds import ListedWorkspace
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -218,23 +219,27 @@ class FakeMailer:
 
 
 class FakeDirectory:
-    """ARM's listing of workspaces: `ids` are workspace ARM ids; `errors[(sub, rg)]` is raised for a listing."""
+    """ARM's listing of workspaces: `ids` are workspace ARM ids (kind Default, as ARM lists most) or
+    ListedWorkspace values (a kind, a project's hub); `errors[(sub, rg)]` is raised for a listing."""
 
-    def __init__(self, *ids: str):
+    def __init__(self, *ids: str | ListedWorkspace):
         self.ids = list(ids)
         self.calls: list[tuple[str, str | None]] = []
         self.errors: dict[tuple[str, str | None], Exception] = {}
 
-    def list_workspaces(self, subscription_id: str, resource_group: str | None = None) -> list[str]:
+    def list_workspaces(
+        self, subscription_id: str, resource_group: str | None = None
+    ) -> list[ListedWorkspace]:
         self.calls.append((subscription_id, resource_group))
         if (subscription_id, resource_group) in self.errors:
             raise self.errors[(subscription_id, resource_group)]
 
-        def inside(workspace: str) -> bool:
-            parts = workspace.lower().split("/")
+        def inside(workspace: ListedWorkspace) -> bool:
+            parts = workspace.id.lower().split("/")
             return parts[2] == subscription_id.lower() and parts[4] == (resource_group or parts[4]).lower()
 
-        return [i for i in self.ids if inside(i)]
+        listed = [i if isinstance(i, ListedWorkspace) else ListedWorkspace(i, "Default") for i in self.ids]
+        return [i for i in listed if inside(i)]
 
 
 def workspace_id(subscription_id: str, resource_group: str, name: str) -> str:

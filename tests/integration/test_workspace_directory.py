@@ -49,9 +49,9 @@ def test_listing_by_subscription_and_by_resource_group_follows_every_page(factor
     a.deny(added[3])  # no role on it: ARM does not list it
     directory = factory.directory()
 
-    everything = directory.list_workspaces(a.subscription_id)
-    group = directory.list_workspaces(a.subscription_id, "rg-two")
-    other = directory.list_workspaces(OTHER)
+    everything = [w.id for w in directory.list_workspaces(a.subscription_id)]
+    group = [w.id for w in directory.list_workspaces(a.subscription_id, "rg-two")]
+    other = [w.id for w in directory.list_workspaces(OTHER)]
 
     assert everything == [h.arm_id for h in (a.default_workspace, *added[:3])]
     assert group == [added[1].arm_id, added[2].arm_id]
@@ -75,7 +75,8 @@ def test_one_sign_in_for_the_listing_two_workspaces_and_their_stops(factory, sta
     east.seed("ci-e1", created_by="erin@contoso.com")
     directory = factory.directory()
 
-    ids = directory.list_workspaces(a.subscription_id, "rg-west") + directory.list_workspaces(OTHER)
+    listed = directory.list_workspaces(a.subscription_id, "rg-west") + directory.list_workspaces(OTHER)
+    ids = [w.id for w in listed]
     outcomes = {}
     for arm_id in ids:
         sub, rg, name = ARM_ID.match(arm_id).groups()
