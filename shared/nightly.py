@@ -115,4 +115,3 @@ def _partly_missed(night: Night, record: NightRecord, ledger: CancelLedger, poli
     )  # fmt: skip
     if missed or left:
         raise RunFailedError("ComputeShutdown", {**missed, **left})
-
