@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: help venv lock node test test-py312 unit integration browser screenshots lint format bench run check clean
+.PHONY: help venv lock node test test-py312 soak unit integration browser screenshots lint format bench run check clean
 
 help:
 	@echo "make run          serve the app locally (demo stand-ins unless local.settings.json exists); PORT=7181, ARGS=..."
@@ -13,6 +13,7 @@ help:
 	@echo "make test         unit + integration (+ browser, when Chromium is installed) tests"
 	@echo "make test-py312   unit + integration tests on Python 3.12"
 	@echo "make unit         unit tests only (no Node, no network)"
+	@echo "make soak         the stateful property test of the promises, long and at random (not in CI)"
 	@echo "make browser      browser tests only (needs chromium + chromium-driver)"
 	@echo "make screenshots  refresh docs/screenshots from the browser tests"
 	@echo "make lint         ruff, and checkov on infra/azuredeploy.json (in its own venv, .venv-checkov)"
@@ -68,10 +69,14 @@ test: venv node
 # The same unit, integration and template suites on Python 3.12, in a venv of their own.
 test-py312: node
 	$(MAKE) venv VENV=.venv312 PYTHON=$(PYTHON312)
-	.venv312/bin/python -m pytest tests/unit tests/integration tests/infra tests/test_secrets.py
+	.venv312/bin/python -m pytest tests/unit tests/promises tests/integration tests/infra tests/test_secrets.py
 
 unit: venv
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit tests/promises
+
+# The stateful property test of the promises, searching long and at random (minutes; not in CI).
+soak: venv
+	PROMISES_SOAK=1 $(PY) -m pytest tests/promises/test_stateful.py -o timeout=3600 -p no:cacheprovider
 
 integration: venv node
 	$(PY) -m pytest tests/integration
