@@ -72,6 +72,12 @@ def _workspace(check: WorkspaceCheck, now: datetime) -> list[str]:
     else:
         lines.append(f"  next shutdown: {format_local(check.night.shutdown_at, check.zone)}"
                      f" (in {_duration(check.night.shutdown_at - now)})")  # fmt: skip
+        mail_at = (check.night.shutdown_at - check.warning).astimezone(check.zone)
+        notice = int(check.minimum_notice.total_seconds() // 60)
+        lines.append(
+            f"  mail at {mail_at:%H:%M}; minimum_notice_minutes {notice}: an instance started after the"
+            f" mail is told on the next tick and stopped no sooner than {notice} min after that"
+        )
     if check.problem and not any((check.plan.stop, check.plan.kept, check.plan.not_running)):
         lines.append(f"  PROBLEM: {check.problem}")
         return lines

@@ -99,7 +99,7 @@ class App:
         before = timedelta(minutes=s.reminder_minutes)
         ledger, mailer, policy = _Lazy(self, "ledger"), _Lazy(self, "mailer"), self._policy(BACKGROUND)
         due, failures = self.estate.due(
-            lambda c: c.mail_due(now) or c.reminder_due(now, before), _Lazy(self, "directory"), policy
+            lambda c: c.notice_due(now) or c.reminder_due(now, before), _Lazy(self, "directory"), policy
         )
         notices = [WorkspaceNotice(m.calendar, self.workspace_for(m.target), m.to_emails) for m in due]
         named, calendars = self.estate.single() is None, [m.calendar for m in due]

@@ -17,6 +17,7 @@ from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
 from .night_rows import ROWS, record_delayed_stops
 from .nightly import LEASE, SWEEP, pending_delays, save_progress
+from .notice_holds import hold, read_notices
 from .ports import CancelLedger, ComputeWorkspace, PriceList
 from .retry import Backpressure, RetryPolicy
 from .stopping import stop_while_fresh
@@ -43,6 +44,23 @@ def stop_delayed(
         keeps = policy.call(lambda: ledger.kept_instances(night), "reading the keeps in force")
         pending = pending_delays(record, keeps)
         due = [keep for keep in pending if keep.due(now)]
+        if due:  # nobody is stopped before their people were told about it long enough ago
+            notices = read_notices(ledger, night, calendar.rules.minimum_notice, now, policy)
+            early = [keep.instance for keep in due if not notices.ready(keep.instance)]
+            if early:  # only one that would be stopped now: not one its tag opts out, nor one not running
+                listed = list_targets(workspace, night.target.instances, policy, throttle or Backpressure())
+                out = {
+                    i.name.lower()
+                    for i in opt_outs(listed.instances, night.target.opt_out_tag, night.day).instances
+                }
+                live = {
+                    i.name.lower() for i in listed.instances if i.is_running and i.name.lower() not in out
+                }
+                early = [name for name in early if name.lower() in live]
+            if early:
+                hold(ledger, night, early, notices, policy)
+                log.info("Holding %s: told too recently to be stopped yet", ", ".join(early))
+            due = [keep for keep in due if keep.instance not in early]
         for keep in due:
             if now > keep.until + catch_up:  # its window has closed: nothing is stopped this late
                 failures[keep.instance] = f"missed its delayed stop at {keep.until.astimezone(zone):%H:%M}"

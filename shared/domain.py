@@ -21,6 +21,9 @@ WORKSPACE_ID = re.compile(
 RUNNING = "Running"
 JOB_RUNNING = "JobRunning"
 PARTLY_MISSED = "partly missed"  # a night record's state: see NightRecord
+# Whose "keep" a hold is: the sweep keeps an instance running until `minimum_notice_minutes` after the
+# first notice about it (a late one, when it started after the mail); a click on its link still counts.
+NOTICE_HOLD = "(minimum notice)"
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class NightRecord:
     kept: tuple[str, ...] | None = None
     failures: tuple[str, ...] = ()
     version: str = ""
+    noticed: tuple[tuple[str, datetime], ...] = ()  # mail runs: each instance and when it was first told
 
     @property
     def finished(self) -> bool:
@@ -147,11 +151,19 @@ class NightRecord:
     def takeover(self, now: datetime, lease: timedelta) -> NightRecord | None:
         """What a tick writes (over this version) to take the night over; None if it is finished, or
         another tick's lease still runs."""
-        if self.finished or (self.state == "running" and self.lease_until > now):
+        # A mail run that is done is taken up again for a late notice (an instance started after it).
+        if (self.finished and self.kind != "mail") or (self.state == "running" and self.lease_until > now):
             return None
-        return NightRecord(
-            self.night_key, self.kind, "running", now + lease, self.done, self.kept, self.failures
-        )
+        return replace(self, state="running", lease_until=now + lease, version="")
+
+    def noticed_at(self, instance: str) -> datetime | None:
+        """When the people concerned were first told about `instance` this night, if they were."""
+        return next((at for name, at in self.noticed if name.lower() == instance.lower()), None)
+
+    def with_noticed(self, instances: tuple[str, ...], at: datetime) -> NightRecord:
+        """These instances told about at `at`, unless they were told before (the first notice counts)."""
+        new = tuple((name, at) for name in dict.fromkeys(instances) if self.noticed_at(name) is None)
+        return replace(self, noticed=(*self.noticed, *new))
 
     def with_kept(self, kept: tuple[str, ...]) -> NightRecord:
         return replace(self, kept=kept)
@@ -195,6 +207,11 @@ class Keep:
 
     def due(self, now: datetime) -> bool:
         return self.until is not None and self.until <= now
+
+    @property
+    def is_hold(self) -> bool:
+        """Kept by the sweep until its minimum notice has run, not by anybody's click."""
+        return self.recipient == NOTICE_HOLD
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,8 @@ def send_notices(
     the `failures` found before (workspaces that could not be listed). Failures are named with their
     workspace when `named` (a deployment of several workspaces)."""
     failures = dict(failures or {})
-    nights = [(notice, night) for notice in due if (night := notice.calendar.mail_due(now))]
+    # The warning, and until the main sweep's window closes, a late notice for instances started since.
+    nights = [(notice, night) for notice in due if (night := notice.calendar.notice_due(now))]
     if not nights:
         return _finish(failures, None)
 
@@ -85,7 +86,7 @@ def send_notices(
         return announce(
             now,
             night,
-            notice.calendar.rules.zone,
+            notice.calendar.rules,
             notice.workspace,
             notice.to_emails,
             options,
@@ -124,7 +125,8 @@ def send_notices(
     for a in announced:
         done = tuple(to for to in mailed if to in a.recipients)
         failed = (*a.failures, *(to for to in send_failures if to in a.recipients))
-        save_progress(ledger, a.record.progressed(done, failed), policy)
+        told = tuple(i.name for to in done for i in a.by_recipient[to])  # the first notice is the one
+        save_progress(ledger, a.record.progressed(done, failed).with_noticed(told, now), policy)
         _summarise(a, options, done, failed)
     if len(announced) > 1:
         (log.error if failures else log.info)(

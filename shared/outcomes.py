@@ -19,7 +19,18 @@ from .sweep_report import SweepReport
 
 STOPPED, KEPT, DELAYED, BUSY = "stopped", "kept", "delayed", "busy with a job"
 OPTED_OUT, NOT_RUNNING, RESTARTED, FAILED = "opted out", "not running", "restarted after the stop", "failed"
-OUTCOMES = (STOPPED, DELAYED, KEPT, BUSY, OPTED_OUT, NOT_RUNNING, RESTARTED, FAILED)  # the report's order
+LATE_NOTICE = "held for its notice"  # started after the mail: told late, stopped after the minimum notice
+OUTCOMES = (
+    STOPPED,
+    DELAYED,
+    LATE_NOTICE,
+    KEPT,
+    BUSY,
+    OPTED_OUT,
+    NOT_RUNNING,
+    RESTARTED,
+    FAILED,
+)  # the report's order
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,9 @@ def night_outcomes(
     for instance in plan.kept:
         keep = keep_of.get(instance.name.lower())
         until = keep.until if keep else None
+        if keep is not None and keep.is_hold:
+            row(instance.name, LATE_NOTICE, kept_until=until)
+            continue
         row(
             instance.name,
             DELAYED if until else KEPT,

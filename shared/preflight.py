@@ -12,7 +12,7 @@ problem of that entry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from .decisions import ShutdownPlan, announced, opt_outs, plan_mails, plan_shutdown
 from .domain import Night, WorkspaceTarget
@@ -34,6 +34,8 @@ class WorkspaceCheck:
     recipients: dict[str, tuple[str, ...]] = field(default_factory=dict)  # recipient -> instance names
     missing: tuple[str, ...] = ()  # named in the settings, not in the workspace
     problem: str | None = None  # what failed: the workspace was not (fully) checked
+    warning: timedelta = timedelta(0)  # warning_minutes: when the mail goes out before the shutdown
+    minimum_notice: timedelta = timedelta(0)  # minimum_notice_minutes
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,10 @@ def _check(
     try:
         targets = list_targets(workspace, target.instances, policy)
     except Exception as error:
-        return WorkspaceCheck(target, zone, night, problem=str(error))
+        return WorkspaceCheck(
+            target, zone, night, problem=str(error), warning=calendar.rules.warning,
+            minimum_notice=calendar.rules.minimum_notice,
+        )  # fmt: skip
     keeps = {}
     problem = None
     if night is not None:
@@ -95,5 +100,5 @@ def _check(
         target, zone, night, plan,
         {name: keep.until for name, keep in keeps.items()},
         {to: tuple(i.name for i in items) for to, items in mails.by_recipient.items()},
-        targets.missing, problem,
+        targets.missing, problem, calendar.rules.warning, calendar.rules.minimum_notice,
     )  # fmt: skip

@@ -101,7 +101,7 @@ def send_reminders(
 
 def _due(keep: Keep, now: datetime, before: timedelta) -> bool:
     return (
-        keep.until is not None and bool(keep.recipient) and not keep.stopping
+        keep.until is not None and bool(keep.recipient) and not keep.is_hold and not keep.stopping
         and keep.until - before <= now < keep.until and keep.reminded_for != keep.until
     )  # fmt: skip
 

@@ -46,7 +46,7 @@ def report_day(now: datetime, calendars: Sequence[ShutdownCalendar]) -> tuple[da
     days = sorted({c.local_date(now) + timedelta(days=d) for c in calendars for d in (-1, 0)})
     for day in days:
         windows = [
-            (n.shutdown_at, n.shutdown_at + c.rules.catch_up + c.rules.longest_delay)
+            (n.shutdown_at, n.shutdown_at + c.rules.catch_up + c.rules.last_stop)
             for c in calendars
             if (n := c.night(day))
         ]

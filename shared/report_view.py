@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 
 from .domain import PARTLY_MISSED, WorkspaceTarget
-from .outcomes import DELAYED, FAILED, KEPT, OUTCOMES, STOPPED, InstanceNight, total_saving
+from .outcomes import DELAYED, FAILED, KEPT, LATE_NOTICE, OUTCOMES, STOPPED, InstanceNight, total_saving
 
 CSV_COLUMNS = (
     "night", "subscription_id", "resource_group", "workspace", "instance", "outcome", "vm_size", "region",
@@ -85,6 +85,10 @@ def describe(row: InstanceNight, zone: tzinfo) -> str:
         return f"kept all night{by}"
     if row.outcome == DELAYED:
         return f"delayed until {row.kept_until.astimezone(zone):%H:%M}{by}" if row.kept_until else DELAYED
+    if row.outcome == LATE_NOTICE and row.kept_until:
+        return f"told late (started after the mail): held until {row.kept_until.astimezone(zone):%H:%M}"
+    if row.outcome == LATE_NOTICE and row.kept_until:
+        return f"told late (started after the mail): held until {row.kept_until.astimezone(zone):%H:%M}"
     if row.outcome == FAILED:
         return f"failed: {row.detail}"
     return row.outcome

@@ -47,6 +47,7 @@ class Settings:
     shutdown_days: frozenset[int]
     warning_minutes: int
     catch_up_minutes: int
+    minimum_notice_minutes: int
     skip_dates: tuple[tuple[date, date], ...]
     holidays: tuple[tuple[str, str | None], ...]
     opt_out_tag: str
@@ -97,6 +98,7 @@ class Settings:
             skip_ranges=value("skip_dates"),
             holiday=cal.holiday_lookup(value("holidays")),
             longest_delay=timedelta(minutes=max(self.delay_options, default=0)),
+            minimum_notice=timedelta(minutes=value("minimum_notice_minutes")),
         )
 
     def secrets(self) -> tuple[str, ...]:
@@ -131,6 +133,9 @@ class Settings:
             shutdown_days=reader.optional("shutdown_days", cal.shutdown_days, frozenset(range(7))),
             warning_minutes=reader.optional("warning_minutes", lambda v: rules.bounded_int(v, 5, 720), 60),
             catch_up_minutes=reader.optional("catch_up_minutes", lambda v: rules.bounded_int(v, 0, 720), 120),
+            minimum_notice_minutes=reader.optional(
+                "minimum_notice_minutes", lambda v: rules.bounded_int(v, 0, 240), 30
+            ),
             skip_dates=reader.optional("skip_dates", cal.skip_dates, ()),
             holidays=reader.optional("holidays", cal.holiday_codes, ()),
             opt_out_tag=reader.optional("opt_out_tag", cal.opt_out_tag, "auto-shutdown"),
@@ -215,6 +220,7 @@ def _check_combinations(reader: Reader, values: dict[str, Any]) -> None:
             f"catch_up_minutes ({values['catch_up_minutes']}) plus the longest of delay_options ({longest}) "
             "must not exceed 720: a night's last stop must be over before the next night begins"
         )
+    _check_notice(reader, values)
     if values["notify_instance_owner"] or {"to_emails", SETTING} & reader.invalid or not values["workspaces"]:
         return
     unmailed = [e for e in values["workspaces"] if not e.override("to_emails", values["to_emails"])]
@@ -224,6 +230,32 @@ def _check_combinations(reader: Reader, values: dict[str, Any]) -> None:
         reader.problems.append(
             f"{SETTING} entries {', '.join(e.text for e in unmailed)} have no to_emails (and "
             "notify_instance_owner is false): nobody would be told before their instances stop"
+        )
+
+
+def _check_notice(reader: Reader, values: dict[str, Any]) -> None:
+    """The mail must go out at least the minimum notice before the shutdown, in every entry: otherwise
+    every instance would be held past its shutdown time, every night."""
+    if {"warning_minutes", "minimum_notice_minutes", SETTING} & reader.invalid:
+        return
+    for entry in values["workspaces"] or (None,):
+
+        def value(name: str, entry=entry):
+            return entry.override(name, values[name]) if entry is not None else values[name]
+
+        warning, notice = value("warning_minutes"), value("minimum_notice_minutes")
+        if warning < notice:
+            where = f" in {SETTING} entry {entry.text}" if entry is not None and entry.overrides else ""
+            reader.problems.append(
+                f"warning_minutes ({warning}) is shorter than minimum_notice_minutes ({notice}){where}: "
+                "the mail must go out at least the minimum notice before the shutdown"
+            )
+    catch_up = values["catch_up_minutes"]
+    if "catch_up_minutes" not in reader.invalid and 2 * catch_up + values["minimum_notice_minutes"] > 720:
+        reader.problems.append(
+            f"twice catch_up_minutes ({catch_up}) plus minimum_notice_minutes "
+            f"({values['minimum_notice_minutes']}) must not exceed 720: an instance told late, at the end of "
+            "the catch-up window, must be stopped before the next night begins"
         )
 
 

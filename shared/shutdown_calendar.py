@@ -9,6 +9,8 @@ A *night* is one workspace's shutdown on one local date. For each night with a s
 - ComputeShutdown sweeps on the first tick inside [S, S + catch_up] (and again on later ticks in that
   window for whatever a failed tick left); an instance somebody chose to stop later, at S + delay, is
   stopped on the first tick inside [S + delay, S + delay + catch_up];
+- an instance nobody was told about `minimum_notice` before its stop (it started after the mail) gets a
+  late notice from the next MailSender tick inside [S - warning, S + catch_up], and is held until then;
 - after the last of those windows, for AUDIT, a tick checks the sweep happened, or records it missed.
 A wall-clock time that does not exist on a spring-forward night means the first instant after the gap;
 one that occurs twice on a fall-back night means its first occurrence.
@@ -43,6 +45,13 @@ class CalendarRules:
     skip_ranges: tuple[tuple[date, date], ...] = ()
     holiday: Callable[[date], str | None] = field(default=lambda day: None, compare=False)
     longest_delay: timedelta = timedelta(0)  # the longest "stop it later" a person may choose
+    minimum_notice: timedelta = timedelta(0)  # how long before its stop an instance's people must be told
+
+    @property
+    def last_stop(self) -> timedelta:
+        """How long after the shutdown a night's last stop may be due: the longest delay, or a late
+        notice given at the end of the catch-up window plus the minimum notice."""
+        return max(self.longest_delay, self.catch_up + self.minimum_notice)
 
 
 class ShutdownCalendar:
@@ -91,7 +100,12 @@ class ShutdownCalendar:
 
     def sweep_due(self, now: datetime) -> Night | None:
         """From the shutdown until the catch-up window of the latest delayed stop has closed."""
-        return self._within(now, _ZERO, self.rules.catch_up + self.rules.longest_delay, closed=True)
+        return self._within(now, _ZERO, self.rules.catch_up + self.rules.last_stop, closed=True)
+
+    def notice_due(self, now: datetime) -> Night | None:
+        """The night whose instances started after its warning mail may still need a late notice: from
+        the warning until the main sweep's window closes."""
+        return self._within(now, -self.rules.warning, self.rules.catch_up, closed=True)
 
     def main_sweep_open(self, night: Night, now: datetime) -> bool:
         """Whether the night's sweep of everything not kept may still run (its catch-up window)."""
@@ -107,13 +121,13 @@ class ShutdownCalendar:
         """When the night's links stop speaking for it: once its last stop window has closed, and at the
         latest when the next night's warning starts (a page must never say "kept" for a night whose
         sweep will not honour it)."""
-        end = night.shutdown_at + self.rules.catch_up + self.rules.longest_delay
+        end = night.shutdown_at + self.rules.catch_up + self.rules.last_stop
         following = self.next_night(night.shutdown_at)
         return end if following is None else min(end, following.shutdown_at - self.rules.warning)
 
     def audit_due(self, now: datetime) -> Night | None:
         """The night whose last window closed in the last AUDIT: was it swept, or missed?"""
-        end = self.rules.catch_up + self.rules.longest_delay
+        end = self.rules.catch_up + self.rules.last_stop
         return self._within(now, end + timedelta(microseconds=1), end + AUDIT, closed=True)
 
     def skipped(self, now: datetime) -> tuple[date, str] | None:

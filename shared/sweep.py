@@ -19,11 +19,12 @@ from datetime import time as wall_time
 
 from .decisions import ShutdownPlan, opt_outs, plan_shutdown
 from .delayed_stops import stop_delayed
-from .domain import Night, NightRecord, StopOutcome
+from .domain import NOTICE_HOLD, Keep, Night, NightRecord, StopOutcome
 from .errors import RunFailedError, traceback_if_bug
 from .inventory import list_targets
 from .night_rows import record_night
 from .nightly import LEASE, SWEEP, audit_missed, pending_delays, record_missed, save_progress
+from .notice_holds import hold, read_notices
 from .ports import CancelLedger, ComputeWorkspace, PriceList
 from .retry import BACKGROUND, Backpressure, RetryPolicy
 from .shutdown_calendar import ShutdownCalendar
@@ -136,18 +137,28 @@ def _main_sweep(
         return None
     try:
         record, keeps = _read_keeps(night, record, ledger, policy)
+        notices = read_notices(ledger, night, calendar.rules.minimum_notice, now, policy)
+
+        def hold_unnoticed(plan: ShutdownPlan) -> tuple[ShutdownPlan, dict[str, Keep]]:
+            """Hold what is due but whose people were not told long enough ago; honour the holds."""
+            nonlocal record
+            waiting = [i for i in plan.stop if not notices.ready(i.name)]
+            if not waiting:
+                return plan, {}
+            if options.dry_run:
+                held = {i.name: Keep(i.name, notices.until(i.name), NOTICE_HOLD) for i in waiting}
+            else:
+                held = hold(ledger, night, [i.name for i in waiting], notices, policy)
+                kept = tuple(sorted({*(record.kept or ()), *held}))
+                record = policy.call(lambda: ledger.save(record.with_kept(kept)), "storing the holds")
+            keeps.update(held)
+            stop = tuple(i for i in plan.stop if i not in waiting)
+            return replace(plan, stop=stop, kept=(*plan.kept, *waiting)), held
+
         report = _sweep(
-            night,
-            record,
-            keeps,
-            calendar.rules.zone,
-            workspace,
-            options,
-            policy,
-            clock,
-            stop_budget,
-            throttle,
-        )
+            night, record, keeps, calendar.rules.zone, hold_unnoticed, workspace, options, policy, clock,
+            stop_budget, throttle,
+        )  # fmt: skip
     except Exception:
         log.error(SweepReport(night, ShutdownPlan()).summary() + " - nothing was stopped")
         save_progress(ledger, record.progressed((), ("the sweep",)), policy, after_error=True)
@@ -174,31 +185,39 @@ def _read_keeps(night: Night, record: NightRecord, ledger, policy: RetryPolicy) 
 
 
 def _sweep(
-    night, record: NightRecord, keeps, zone, workspace, options, policy, clock, budget, azure: Backpressure
-) -> SweepReport:
+    night, record: NightRecord, keeps, zone, hold_unnoticed, workspace, options, policy, clock, budget,
+    azure: Backpressure,
+) -> SweepReport:  # fmt: skip
     listed_at = clock()
     targets = list_targets(workspace, night.target.instances, policy, azure)
     out = opt_outs(targets.instances, night.target.opt_out_tag, night.day)
     for warning in out.warnings:
         log.warning("ComputeShutdown: %s", warning)
-    plan = plan_shutdown(targets.instances, record.kept or (), out.instances, record.done)
-    delayed = {name.lower(): keep.until for name, keep in keeps.items() if keep.until is not None}
+    plan, _ = hold_unnoticed(plan_shutdown(targets.instances, record.kept or (), out.instances, record.done))
+    of = {name.lower(): keep for name, keep in keeps.items()}
+    held = {i.name.lower() for i in plan.kept if i.name.lower() in of and of[i.name.lower()].is_hold}
     for instance in plan.kept:
-        until = delayed.get(instance.name.lower())
-        log.info("Keeping %s running %s: its owner asked to", instance.name,
-                 f"until {until.astimezone(zone):%H:%M}" if until else "tonight")  # fmt: skip
-    later = tuple(
-        sorted(
-            f"{delayed[i.name.lower()].astimezone(zone):%H:%M}"
-            for i in plan.kept
-            if i.name.lower() in delayed
+        keep = of.get(instance.name.lower())
+        until = f"until {keep.until.astimezone(zone):%H:%M}" if keep and keep.until else "tonight"
+        why = (
+            "its people were told about it too late"
+            if instance.name.lower() in held
+            else "its owner asked to"
         )
-    )
+        log.info("Keeping %s running %s: %s", instance.name, until, why)
+
+    def times(names) -> tuple[str, ...]:
+        return tuple(sorted(f"{of[n].until.astimezone(zone):%H:%M}" for n in names))
+
+    timed = {i.name.lower() for i in plan.kept if i.name.lower() in of and of[i.name.lower()].until}
+    later, noticed = times(timed - held), times(timed & held)
     failures = {name: "not found in the workspace" for name in targets.missing}
     if options.dry_run:
         for instance in plan.stop:
             log.info("Dry run: would stop %s", instance.name)
-        return SweepReport(night, plan, tuple(i.name for i in plan.stop), {}, failures, True, later)
+        return SweepReport(
+            night, plan, tuple(i.name for i in plan.stop), {}, failures, True, later, held=noticed
+        )
 
     def relist():
         return list_targets(workspace, night.target.instances, policy, azure).instances
@@ -220,4 +239,4 @@ def _sweep(
             log.error("Could not stop %s: %s", name, result, exc_info=traceback_if_bug(result))
     outcomes = {name: result for name, result in results.items() if isinstance(result, StopOutcome)}
     stopped = tuple(name for name, result in outcomes.items() if result is StopOutcome.STOPPED)
-    return SweepReport(night, plan, stopped, outcomes, failures, delayed=later)
+    return SweepReport(night, plan, stopped, outcomes, failures, delayed=later, held=noticed)

@@ -24,6 +24,7 @@ class SweepReport:
     delayed: tuple[str, ...] = ()  # local stop times of the kept instances somebody chose to stop later
     delays_due: bool = False  # some of those times have come already (a late sweep)
     rows: tuple = ()  # what happened to each instance (shared.outcomes.InstanceNight), priced
+    held: tuple[str, ...] = ()  # local stop times of the kept instances told about too late (notice)
     currency: str = "USD"
 
     def counts(self) -> Counter:
@@ -32,12 +33,13 @@ class SweepReport:
 
         return Counter({
             "stopped": len(self.stopped),
-            "kept by request": len(self.plan.kept) - len(self.delayed),
+            "kept by request": len(self.plan.kept) - len(self.delayed) - len(self.held),
             "busy with a job": len(self.plan.busy) + count(StopOutcome.BUSY),
             "not running": len(self.plan.not_running) + count(StopOutcome.NOT_RUNNING),
             "opted out": len(self.plan.opted_out),
             "restarted after tonight's stop": len(self.plan.stopped_before),
             "delayed": len(self.delayed),
+            "late notice": len(self.held),
             "failed": len(self.failures),
         })  # fmt: skip
 
@@ -46,7 +48,8 @@ class SweepReport:
         if self.dry_run:
             counts = Counter({("would stop" if k == "stopped" else k): v for k, v in counts.items()})
         where = f"ComputeShutdown for the night of {self.night.day} in workspace {self.night.target.label}"
-        return f"{where}: {_listing(counts, self.failures, self.delayed)}{_saving([self], self.currency)}"
+        listing = _listing(counts, self.failures, self.delayed, self.held)
+        return f"{where}: {listing}{_saving([self], self.currency)}"
 
 
 def total_line(
@@ -76,12 +79,14 @@ def _saving(reports: list[SweepReport], currency: str) -> str:
     return f", saving {money:.2f} {currency}" + (f" + {unpriced:g} h unpriced" if unpriced else "")
 
 
-def _listing(counts: Counter, failures: dict[str, str], delayed: tuple[str, ...]) -> str:
+def _listing(counts: Counter, failures: dict[str, str], delayed: tuple[str, ...], held=()) -> str:
     parts = []
     for name, value in counts.items():
         part = f"{name} {value}"
         if name == "delayed" and delayed:
             part += f" (until {', '.join(delayed)})"
+        if name == "late notice" and held:
+            part += f" (held until {', '.join(held)})"
         if name == "failed" and failures:
             part += " [" + ", ".join(f"{key} ({why})" for key, why in failures.items()) + "]"
         parts.append(part)

@@ -73,6 +73,8 @@ def record_entity(record: NightRecord) -> dict:
     entity.update(_chunked("Failures", record.failures))
     if record.kept is not None:
         entity.update(_chunked("Kept", record.kept))
+    if record.noticed:
+        entity.update(_chunked("Noticed", tuple(f"{at.isoformat()} {name}" for name, at in record.noticed)))
     return entity
 
 
@@ -82,9 +84,11 @@ def record_from(key: str, kind: str, entity) -> NightRecord:
 
 def night_record_from(key: str, kind: str, entity: Mapping[str, Any], version: str) -> NightRecord:
     """`record_from` for SDKs that keep the ETag beside the properties (azure-data-tables' metadata)."""
+    pairs = (item.partition(" ") for item in _joined(entity, "Noticed"))  # "<ISO instant> <instance>"
+    noticed = tuple((name, datetime.fromisoformat(at)) for at, _, name in pairs)
     return NightRecord(
         key, kind, entity["State"], entity["LeaseUntil"], _joined(entity, "Done"),
-        _joined(entity, "Kept") if "Kept" in entity else None, _joined(entity, "Failures"), version,
+        _joined(entity, "Kept") if "Kept" in entity else None, _joined(entity, "Failures"), version, noticed,
     )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ OVERRIDES = {
     "shutdown_time": cal.wall_time,
     "shutdown_days": cal.shutdown_days,
     "warning_minutes": lambda v: rules.bounded_int(v, 5, 720),
+    "minimum_notice_minutes": lambda v: rules.bounded_int(v, 0, 240),
     "skip_dates": cal.skip_dates,
     "holidays": cal.holiday_codes,
     "to_emails": rules.optional_email_list,

@@ -87,7 +87,10 @@ class FakeWorkspace:
 class FakeLedger:
     """Keeps and night records with the Table adapter's semantics: atomic inserts, ETag-checked updates."""
 
-    def __init__(self):
+    def __init__(self, told=None):
+        # told(night) -> instance names: as if that night's warning mail had told about them an hour
+        # before the shutdown, for tests of the sweep alone (None: only what a mail run recorded).
+        self.told_about = told
         self.records: dict[tuple[str, str], Cancellation] = {}  # (night key, instance lower) -> last click
         self.keeps: dict[tuple[str, str], Keep] = {}  # (night key, instance lower) -> keep in force
         self.nights: dict[tuple[str, str], NightRecord] = {}  # (night key, kind) -> record
@@ -118,9 +121,10 @@ class FakeLedger:
             if current.stopping or current.later(cancellation.until) == current.until:
                 return False, current
             self.records[key] = cancellation
-            self.keeps[key] = replace(
-                current, until=current.later(cancellation.until), version=str(next(self._versions))
-            )
+            self.keeps[key] = replace(  # as the Table adapters merge: the stop time and whose link it was
+                current, until=current.later(cancellation.until), recipient=cancellation.recipient,
+                version=str(next(self._versions)),
+            )  # fmt: skip
             return False, self.keeps[key]
 
     def keep(self, night: Night, instance: str) -> Keep | None:
@@ -152,7 +156,21 @@ class FakeLedger:
     def night_record(self, night: Night, kind: str) -> NightRecord | None:
         with self._lock:
             self._call()
-            return self.nights.get((night.key, kind))
+            record = self.nights.get((night.key, kind))
+            if record is None and kind == "mail" and self.told_about is not None:
+                at = night.shutdown_at - timedelta(hours=1)
+                return NightRecord(night.key, kind, "done", at).with_noticed(
+                    tuple(self.told_about(night)), at
+                )
+            return record
+
+    def told(self, night: Night, *instances: str, at: datetime | None = None) -> None:
+        """As if the night's warning mail had told about `instances` at `at` (an hour before the shutdown
+        by default): for tests of the sweep alone. Counts as no call."""
+        at = at or night.shutdown_at - timedelta(hours=1)
+        with self._lock:
+            current = self.nights.get((night.key, "mail")) or NightRecord(night.key, "mail", "done", at)
+            self.nights[(night.key, "mail")] = current.with_noticed(instances, at)
 
     def claim(self, night: Night, kind: str, now: datetime, lease: timedelta) -> NightRecord | None:
         with self._lock:

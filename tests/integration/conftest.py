@@ -12,9 +12,10 @@ tests/integration gets the ``integration`` marker.
 """
 
 import importlib
+import os
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -27,7 +28,8 @@ from azure.functions.timer import TimerRequest
 from loopback import Azurite, StandIns
 from loopback.table_gate import TableGate
 from shared import app
-from shared.settings import prepare_sdk_environment
+from shared.settings import Settings, prepare_sdk_environment
+from shared.table_ledger import TableCancelLedger
 from tests.fakes import VALID_ENVIRON
 
 # The app's adapter switches azureml-core's retries off before its first import of azureml; the wire
@@ -156,10 +158,30 @@ class Wire:
         self.now = at or self.MAIL_AT
         importlib.import_module("MailSender").main(TimerRequest())
 
-    def sweep(self, at: datetime | None = None) -> None:
-        """A ComputeShutdown tick, at the shutdown (a second after it) unless told otherwise."""
-        self.now = at or self.SWEEP_AT
+    def sweep(self, at: datetime | None = None, told: bool = True) -> None:
+        """A ComputeShutdown tick, at the shutdown (a second after it) unless told otherwise. Nobody is
+        stopped without notice: unless `told` is False, a tick before any mail run first runs the
+        evening's MailSender an hour before it, as the timers would have."""
+        at = self.now = at or self.SWEEP_AT
+        if told:
+            self.told(at)
         importlib.import_module("ComputeShutdown").main(TimerRequest())
+
+    def told(self, at: datetime) -> None:
+        """As if each workspace's warning mail had told about every instance it has now, an hour before
+        the night's shutdown (unless a mail run did already): for tests of the sweep alone. Written
+        straight to Azurite, past any gate, with no other traffic."""
+        the_app = app.bootstrap(Settings.from_environ(os.environ), clock=lambda: at)
+        ledger = TableCancelLedger(self.azurite.connection_string, the_app.settings.cancel_table)
+        for space in self.standins.azureml.workspaces():
+            where = (space.subscription_id, space.resource_group, space.name)
+            scope = the_app.estate.owner(*where)
+            night = scope and the_app.estate.managed(scope, *where).calendar.sweep_due(at)
+            if not night or ledger.night_record(night, "mail") is not None:
+                continue
+            mailed_at = night.shutdown_at - timedelta(hours=1)
+            record = ledger.claim(night, "mail", mailed_at, timedelta(minutes=1))
+            ledger.save(record.progressed((), ()).with_noticed(tuple(space.instances()), mailed_at))
 
     def click(
         self, method: str, link: str, headers: dict[str, str] | None = None, delay: str | None = None

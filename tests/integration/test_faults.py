@@ -90,6 +90,7 @@ def test_one_throttled_stop_holds_back_the_whole_pool_instead_of_starting_a_stor
         "arm", "POST", r"/stop$", status=429, headers={"Retry-After": "1"}, skip=3, times=1
     )
     wire.now = wire.SWEEP_AT
+    wire.told(wire.SWEEP_AT)
     app.bootstrap(sleep=time.sleep, monotonic=time.monotonic).compute_shutdown()  # real waits
     posts = wire.standins.records(service="arm", method="POST", path_regex=r"/stop$")
     (throttled,) = [r for r in posts if r.status == 429]
@@ -110,6 +111,7 @@ def test_503s_are_retried_with_exponential_backoff_and_jitter(wire):
 def test_a_stop_that_hangs_fails_alone_within_the_budget(wire):
     seed(wire, "ci-a", "ci-b", "ci-c")
     wire.standins.add_fault("arm", "POST", STOP.format("ci-b"), delay=2.5)
+    wire.told(wire.SWEEP_AT)
     the_app = app.bootstrap()
     started = time.perf_counter()
     with pytest.raises(RunFailedError, match=r"ci-b: no answer within the run's 1 s budget"):
@@ -234,6 +236,7 @@ def test_a_past_due_run_works_once_and_a_second_tick_of_the_night_does_nothing(w
     caplog.set_level(logging.INFO)
     seed(wire, "ci-a", "ci-b")
     wire.now = wire.SWEEP_AT
+    wire.told(wire.SWEEP_AT)
     importlib.import_module("ComputeShutdown").main(TimerRequest(past_due=True))
     assert sorted(wire.standins.stopped_names()) == ["ci-a", "ci-b"]
     wire.standins.traffic.clear_log()

@@ -27,6 +27,7 @@ def seed(wire, *names, **tags):
 def test_two_concurrent_ticks_sweep_the_night_once(wire):
     seed(wire, "ci-a", "ci-b", "ci-c")
     wire.now = wire.SWEEP_AT
+    wire.told(wire.SWEEP_AT)
     sweep = importlib.import_module("ComputeShutdown").main
     ticks = [threading.Thread(target=sweep, args=(TimerRequest(),)) for _ in range(2)]
     for tick in ticks:

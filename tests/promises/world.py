@@ -39,6 +39,16 @@ class World:
     def __init__(self, *instances: Instance, now: datetime, **settings: str | None):
         self.settings = Settings.from_environ(environ(**settings))
         self.compute = FakeWorkspace(*instances)
+        self.compute.stopped_at = []  # (name, when) of each stop that happened
+        stop = self.compute.stop
+
+        def stop_and_remember(name: str):
+            outcome = stop(name)
+            if outcome.value == "stopped":
+                self.compute.stopped_at.append((name, self.now))
+            return outcome
+
+        self.compute.stop = stop_and_remember
         self.ledger, self.mailer = FakeLedger(), FakeMailer()
         self.now = now
         self.links: list[Link] = []

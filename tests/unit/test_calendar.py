@@ -92,10 +92,23 @@ def test_the_sweep_is_due_from_the_shutdown_to_the_end_of_the_catch_up_window():
     assert cal_.sweep_due(utc(2026, 11, 24, 18, 55)) is None
     night = cal_.sweep_due(utc(2026, 11, 24, 19, 0))
     assert (night.day, night.shutdown_at) == (date(2026, 11, 24), utc(2026, 11, 24, 19))
-    assert cal_.sweep_due(utc(2026, 11, 24, 21, 0)).day == date(2026, 11, 24)
-    assert cal_.sweep_due(utc(2026, 11, 24, 21, 5)) is None
-    assert cal_.audit_due(utc(2026, 11, 24, 21, 5)).day == date(2026, 11, 24)
-    assert cal_.audit_due(utc(2026, 11, 24, 22, 5)) is None
+    assert cal_.main_sweep_open(night, utc(2026, 11, 24, 21, 0))
+    assert not cal_.main_sweep_open(night, utc(2026, 11, 24, 21, 5))
+    # An instance told late, at the end of that window, is stopped inside a catch-up window of its own.
+    assert cal_.sweep_due(utc(2026, 11, 24, 23, 0)).day == date(2026, 11, 24)
+    assert cal_.sweep_due(utc(2026, 11, 24, 23, 5)) is None
+    assert cal_.audit_due(utc(2026, 11, 24, 23, 5)).day == date(2026, 11, 24)
+    assert cal_.audit_due(utc(2026, 11, 25, 0, 5)) is None
+
+
+def test_a_late_notice_keeps_the_sweep_due_for_the_minimum_notice_and_its_catch_up():
+    cal_ = calendar(catch_up=timedelta(minutes=60), minimum_notice=timedelta(minutes=30))
+    night = cal_.night(date(2026, 11, 24))
+    assert cal_.notice_due(utc(2026, 11, 24, 17, 59)) is None  # before the warning
+    assert cal_.notice_due(utc(2026, 11, 24, 18, 0)) == night == cal_.notice_due(utc(2026, 11, 24, 20, 0))
+    assert cal_.notice_due(utc(2026, 11, 24, 20, 5)) is None  # the main sweep's window has closed
+    assert cal_.sweep_due(utc(2026, 11, 24, 21, 30)) == night  # told at 20:00, held until 20:30
+    assert cal_.sweep_due(utc(2026, 11, 24, 21, 35)) is None
 
 
 def test_a_next_morning_catch_up_never_serves_the_night_before_outside_its_window():

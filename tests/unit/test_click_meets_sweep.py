@@ -25,7 +25,8 @@ from shared.sweep import SweepOptions, stop_unclaimed_instances
 from tests.fakes import TEST_SECRET, FakeLedger, FakeWorkspace, environ
 
 SHUTDOWN = datetime(2026, 11, 24, 19, tzinfo=UTC)
-SWEEP_STEPS = 5  # read the record, claim, read the keeps, store the ones it honours, save the progress
+SWEEP_STEPS = 6  # read the record, claim, read the keeps, store the ones it honours, read who was told,
+# save the progress
 CLICK_STEPS = (
     4  # read the keep in force, store the keep, read the sweep record (twice if the sweep is mid-read)
 )
@@ -92,6 +93,7 @@ def test_a_click_and_the_sweep_in_any_order(schedule):
         FakeLedger(),
         FakeWorkspace(Instance("ci-alice", "Running"), Instance("ci-bob", "Running")),
     )
+    ledger.told(night, "ci-alice", "ci-bob")  # the warning mail went out an hour before
     turnstile = Turnstile(["click" if step == "c" else "sweep" for step in schedule])
     page: list[object] = []
 

@@ -111,6 +111,7 @@ def test_a_delay_is_stored_with_whose_link_it_was_and_a_later_choice_wins():
 
 def test_a_kept_instance_s_link_works_after_the_shutdown_until_it_is_being_stopped():
     ledger, workspace = FakeLedger(), FakeWorkspace(Instance("ci-a", "Running"))
+    ledger.told(TONIGHT, "ci-a")
     click(ledger, S - minutes(10), "60")
     stop_unclaimed_instances(S + minutes(1), CAL, workspace, ledger, SweepOptions(), NO_WAIT)
     page = click(ledger, S + minutes(40), method="GET")
@@ -126,6 +127,7 @@ def test_a_kept_instance_s_link_works_after_the_shutdown_until_it_is_being_stopp
 
 def test_an_instance_never_kept_cannot_be_kept_after_the_shutdown():
     ledger = FakeLedger()
+    ledger.told(TONIGHT, "ci-a")
     stop_unclaimed_instances(
         S + minutes(1), CAL, FakeWorkspace(Instance("ci-a", "Running")), ledger, SweepOptions(), NO_WAIT
     )
@@ -135,6 +137,7 @@ def test_an_instance_never_kept_cannot_be_kept_after_the_shutdown():
 
 def test_a_click_that_lands_after_the_sweep_marked_the_instance_stopping_is_told_so():
     ledger, workspace = FakeLedger(), FakeWorkspace(Instance("ci-a", "Running"))
+    ledger.told(TONIGHT, "ci-a")
     click(ledger, S - minutes(10), "60")
     stop_unclaimed_instances(S + minutes(1), CAL, workspace, ledger, SweepOptions(), NO_WAIT)
     (key,) = ledger.keeps
@@ -149,6 +152,7 @@ def test_delayed_instances_are_stopped_at_the_first_tick_at_or_after_their_time(
     caplog.set_level(logging.INFO)
     ledger = FakeLedger()
     workspace = FakeWorkspace(*(Instance(n, "Running") for n in ("ci-a", "ci-b", "ci-c")))
+    ledger.told(TONIGHT, "ci-a", "ci-b", "ci-c")
     for name, delay in (("ci-a", "60"), ("ci-b", "120")):
         token = SIGNER.sign(CancelGrant(TONIGHT.target.arm_id, name, TONIGHT.day, S, "x@contoso.com"))
         keep_instance_tonight(CancelRequest("POST", token, ClientInfo(), delay), S - minutes(5), CAL, SIGNER,
@@ -157,7 +161,7 @@ def test_delayed_instances_are_stopped_at_the_first_tick_at_or_after_their_time(
         stop_unclaimed_instances(S + minutes(tick), CAL, workspace, ledger, SweepOptions(), NO_WAIT)
         stopped = set(workspace.stopped)
         assert ("ci-a" in stopped) == (tick >= 60) and ("ci-b" in stopped) == (tick >= 120)
-    assert "delayed 2 (until 21:00, 22:00), failed 0" in caplog.text
+    assert "delayed 2 (until 21:00, 22:00), late notice 0, failed 0" in caplog.text
     assert "delayed stops: stopped 1 [ci-a], still delayed 1 (until 22:00), failed 0" in caplog.text
     assert ledger.nights[(TONIGHT.key, "sweep")].state == "done"
 
@@ -165,6 +169,7 @@ def test_delayed_instances_are_stopped_at_the_first_tick_at_or_after_their_time(
 def test_a_dry_run_says_what_it_would_do_at_each_delayed_time(caplog):
     caplog.set_level(logging.INFO)
     ledger, workspace = FakeLedger(), FakeWorkspace(Instance("ci-a", "Running"))
+    ledger.told(TONIGHT, "ci-a")
     click(ledger, S - minutes(5), "60")
     for tick in (0, 60):
         stop_unclaimed_instances(

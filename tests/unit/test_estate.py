@@ -41,7 +41,11 @@ class Estate:
                       warning_minutes="60", **overrides)  # fmt: skip
         self.settings = Settings.from_environ(env)
         self.workspaces: dict[tuple[str, str, str], FakeWorkspace] = {}
-        self.directory, self.ledger, self.mailer = FakeDirectory(), FakeLedger(), FakeMailer()
+        self.directory, self.ledger, self.mailer = (
+            FakeDirectory(),
+            FakeLedger(told=self._instances),
+            FakeMailer(),
+        )
         self.now = QUIET
 
     def add(self, sub: str, rg: str, name: str, *instances: Instance, listed: bool = True) -> FakeWorkspace:
@@ -49,6 +53,13 @@ class Estate:
         if listed:
             self.directory.ids.append(workspace_id(sub, rg, name))
         return self.workspaces[(sub.lower(), rg.lower(), name.lower())]
+
+    def _instances(self, night) -> list[str]:
+        """Every instance of the night's workspace: told about by the evening's mail, unless a test mails."""
+        t = night.target
+        return list(
+            self.workspaces[(t.subscription_id.lower(), t.resource_group.lower(), t.name.lower())].instances
+        )
 
     def app(self):
         def workspace(sub, rg, name):

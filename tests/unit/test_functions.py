@@ -35,7 +35,7 @@ class World:
             Instance("ci-bob", "Running", "bob@contoso.com"),
             Instance("ci-carol", "Stopped", "carol@contoso.com"),
         )
-        self.ledger, self.mailer = FakeLedger(), FakeMailer()
+        self.ledger, self.mailer = FakeLedger(told=lambda night: list(self.workspace.instances)), FakeMailer()
         self.slept: list[float] = []
 
         def bootstrap(settings=None, **given):

@@ -55,7 +55,7 @@ def rows(ledger) -> dict:
 
 def test_every_targeted_instance_gets_a_row_and_each_stop_its_saving(caplog):
     caplog.set_level(logging.INFO)
-    cal, ledger, prices = calendar(), FakeLedger(), Prices()
+    cal, ledger, prices = calendar(), FakeLedger(told=lambda night: list(fleet().instances)), Prices()
     keep(ledger, cal, "ci-kept")
     keep(ledger, cal, "ci-later", until=FRIDAY + timedelta(hours=1))
     stop_unclaimed_instances(FRIDAY, cal, fleet(), ledger, SweepOptions(), NO_WAIT, prices=prices)
@@ -76,7 +76,7 @@ def test_every_targeted_instance_gets_a_row_and_each_stop_its_saving(caplog):
 
 
 def test_the_prices_api_down_leaves_hours_and_never_fails_the_sweep(caplog):
-    cal, ledger = calendar(), FakeLedger()
+    cal, ledger = calendar(), FakeLedger(told=lambda night: list(fleet().instances))
     prices = Prices(TransientServiceError("Retail Prices", "HTTP 503"))
     report = stop_unclaimed_instances(FRIDAY, cal, fleet(), ledger, SweepOptions(), NO_WAIT, prices=prices)
     assert report.failures == {} and rows(ledger)["ci-stop"].saving is None
@@ -84,7 +84,12 @@ def test_the_prices_api_down_leaves_hours_and_never_fails_the_sweep(caplog):
 
 
 def test_a_delayed_stop_turns_its_row_into_a_stop_counted_from_then():
-    cal, ledger, prices, workspace = calendar(), FakeLedger(), Prices(), fleet()
+    cal, ledger, prices, workspace = (
+        calendar(),
+        FakeLedger(told=lambda night: list(fleet().instances)),
+        Prices(),
+        fleet(),
+    )
     keep(ledger, cal, "ci-later", until=FRIDAY + timedelta(hours=1))
     stop_unclaimed_instances(FRIDAY, cal, workspace, ledger, SweepOptions(), NO_WAIT, prices=prices)
     stop_unclaimed_instances(FRIDAY + timedelta(hours=1), cal, workspace, ledger, SweepOptions(), NO_WAIT,
@@ -99,7 +104,7 @@ def test_a_delayed_stop_turns_its_row_into_a_stop_counted_from_then():
 
 
 def test_a_retried_tick_keeps_the_rows_of_what_an_earlier_tick_stopped():
-    cal, ledger, workspace = calendar(), FakeLedger(), fleet()
+    cal, ledger, workspace = calendar(), FakeLedger(told=lambda night: list(fleet().instances)), fleet()
     workspace.stop_errors["ci-gpu"] = [TransientServiceError("AzureML", "HTTP 500")] * 2
     try:
         stop_unclaimed_instances(FRIDAY, cal, workspace, ledger, SweepOptions(), NO_WAIT, prices=Prices())
@@ -112,7 +117,7 @@ def test_a_retried_tick_keeps_the_rows_of_what_an_earlier_tick_stopped():
 
 
 def test_a_dry_run_stores_no_rows():
-    ledger = FakeLedger()
+    ledger = FakeLedger(told=lambda night: list(fleet().instances))
     stop_unclaimed_instances(
         FRIDAY, calendar(), fleet(), ledger, SweepOptions(dry_run=True), NO_WAIT, prices=Prices()
     )

@@ -144,7 +144,7 @@ def test_unknown_named_instance_fails_the_run_after_mailing_the_rest():
 
 def test_a_mail_before_a_shutdown_after_midnight_links_to_the_next_day():
     mailer = FakeMailer()
-    late = datetime(2026, 11, 24, 22, 50, tzinfo=UTC)  # 23:50 Berlin
+    late = datetime(2026, 11, 24, 22, 30, tzinfo=UTC)  # 23:30 Berlin, the minimum notice (30) before
     notify(fleet(), mailer, at=late, shutdown_time="00:10", warning_minutes="60")
     (url, _) = links_in(mailer.sent[0].text)
     grant = LinkSigner(TEST_SECRET).verify(parse_qs(urlsplit(url).query)["token"][0])
@@ -169,7 +169,8 @@ def test_a_tick_outside_the_warning_window_makes_no_remote_call():
     workspace, ledger, mailer = fleet(), FakeLedger(), FakeMailer()
     for minutes in range(0, 24 * 60, 5):
         at = datetime(2026, 11, 24, 0, 0, tzinfo=UTC) + timedelta(minutes=minutes)
-        if not 16 * 60 <= minutes < 19 * 60:  # 17:00-20:00 Berlin: the warning window
+        # 17:00-22:00 Berlin: the warning window, then late notices until the main sweep's window closes
+        if not 16 * 60 <= minutes <= 21 * 60:
             assert notify(workspace, mailer, ledger, at=at) is None
     assert workspace.calls == 0 and ledger.calls == 0 and mailer.attempts == []
 
@@ -178,7 +179,11 @@ def test_every_tick_in_the_window_mails_a_night_once():
     workspace, ledger, mailer = fleet(), FakeLedger(), FakeMailer()
     for minutes in range(0, 180, 5):
         notify(workspace, mailer, ledger, at=MAIL_AT + timedelta(minutes=minutes))
-    assert [m.to for m in mailer.sent] == ["ml-team@contoso.com"] and workspace.list_calls == 1
+        if minutes == 0:
+            first = dict(ledger.nights)
+    assert [m.to for m in mailer.sent] == ["ml-team@contoso.com"]
+    # Each later tick lists the workspace (for an instance started since) and writes nothing.
+    assert workspace.list_calls == 36 and ledger.nights == first
 
 
 def test_a_later_tick_mails_only_the_recipients_a_failed_tick_missed():

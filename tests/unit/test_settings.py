@@ -1,11 +1,14 @@
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from shared.errors import ConfigurationError
 from shared.settings import Settings
-from tests.fakes import environ
+from tests.fakes import SINGLE_WORKSPACE_OFF, environ
+
+SUB = "00000000-1111-2222-3333-444444444444"
 
 
 def problems(**overrides) -> list[str]:
@@ -231,3 +234,40 @@ def test_instance_names_differing_only_in_case_are_one_instance():
         "CI-A",
         "ci-b",
     )
+
+
+def test_minimum_notice_minutes_defaults_to_30_and_is_read_per_entry():
+    assert Settings.from_environ(environ()).calendar_rules().minimum_notice == timedelta(minutes=30)
+    settings = Settings.from_environ(environ(minimum_notice_minutes="0"))
+    assert settings.minimum_notice_minutes == 0 and settings.calendar_rules().minimum_notice == timedelta(0)
+    entries = json.dumps([
+        {"subscription_id": SUB, "resource_group": "rg-a", "workspace": "ws-a", "minimum_notice_minutes": 45,
+         "warning_minutes": 60},
+        {"subscription_id": SUB, "resource_group": "rg-b", "workspace": "ws-b"},
+    ])  # fmt: skip
+    settings = Settings.from_environ(environ(**SINGLE_WORKSPACE_OFF, aml_workspaces=entries))
+    a, b = (settings.calendar_rules(entry).minimum_notice for entry in settings.workspaces)
+    assert (a, b) == (timedelta(minutes=45), timedelta(minutes=30))
+
+
+@pytest.mark.parametrize("value", ["-1", "241", "half an hour", "1.5"])
+def test_a_malformed_minimum_notice_is_one_problem_naming_it(value):
+    (problem,) = problems(minimum_notice_minutes=value)
+    assert problem.startswith("minimum_notice_minutes ")
+
+
+def test_a_warning_shorter_than_the_minimum_notice_is_refused_naming_both():
+    (problem,) = problems(warning_minutes="15", minimum_notice_minutes="30")
+    assert "warning_minutes (15) is shorter than minimum_notice_minutes (30)" in problem
+    entries = json.dumps([{"subscription_id": SUB, "resource_group": "rg-a", "workspace": "ws-a",
+                           "warning_minutes": 20}])  # fmt: skip
+    (problem,) = problems(**SINGLE_WORKSPACE_OFF, aml_workspaces=entries, warning_minutes="60")
+    assert (
+        "warning_minutes (20) is shorter than minimum_notice_minutes (30)" in problem
+        and "rg-a/ws-a" in problem
+    )
+
+
+def test_a_catch_up_window_too_long_for_a_late_notice_is_refused():
+    (problem,) = problems(catch_up_minutes="400")
+    assert "twice catch_up_minutes (400) plus minimum_notice_minutes (30) must not exceed 720" in problem

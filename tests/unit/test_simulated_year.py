@@ -285,6 +285,7 @@ def _tick_before(at: datetime) -> datetime:
     return at.replace(minute=at.minute - at.minute % 5, second=0, microsecond=0)
 
 
+@pytest.mark.timeout(600)  # about a minute alone; on a busy 2-core machine, several
 def test_a_simulated_year_of_three_workspaces_in_three_zones(capsys):
     year = Year(random.Random("year-of-three"))
     year.run()

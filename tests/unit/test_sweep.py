@@ -40,8 +40,11 @@ def keep(ledger: FakeLedger, name: str, at: datetime = SWEEP_AT, **overrides) ->
 def sweep(workspace, ledger, at=SWEEP_AT, dry_run=False, clock=None, max_parallel=16, budget=5, **overrides):
     kwargs = {"clock": clock} if clock else {}
     options = SweepOptions(dry_run=dry_run, max_parallel=max_parallel)
+    cal = calendar(**overrides)
+    if night := cal.sweep_due(at):
+        ledger.told(night, *workspace.instances)  # the warning mail told about every instance an hour ago
     return stop_unclaimed_instances(
-        at, calendar(**overrides), workspace, ledger, options, NO_WAIT, stop_budget=budget, **kwargs
+        at, cal, workspace, ledger, options, NO_WAIT, stop_budget=budget, **kwargs
     )
 
 
@@ -56,7 +59,7 @@ def test_stops_running_instances_except_the_kept_ones_with_a_single_ledger_query
     assert (
         "ComputeShutdown for the night of 2026-11-24 in workspace 00000000-1111-2222-3333-444444444444/ml-rg/"
         "ml-ws: stopped 1, kept by request 1, busy with a job 1, "
-        "not running 2, opted out 0, restarted after tonight's stop 0, delayed 0, failed 0"
+        "not running 2, opted out 0, restarted after tonight's stop 0, delayed 0, late notice 0, failed 0"
     ) in caplog.text
 
 
@@ -64,8 +67,9 @@ def test_a_tick_with_nothing_due_makes_no_remote_call_at_all():
     workspace, ledger = fleet(), FakeLedger()
     for minutes in range(0, 24 * 60, 5):
         at = datetime(2026, 11, 25, 1, 0, tzinfo=UTC) + timedelta(minutes=minutes)
-        # the night's windows: the sweep 20:00-22:00 Berlin, delayed stops until 00:00, then the audit hour
-        if not (18 * 60 <= minutes <= 23 * 60):
+        # the night's windows from 20:00 Berlin: the sweep until 22:00, delayed stops until 00:00 and a late
+        # notice's stop until 00:30, then the audit hour
+        if minutes < 18 * 60:
             assert sweep(workspace, ledger, at=at) is None
     assert workspace.calls == 0 and ledger.calls == 0
 

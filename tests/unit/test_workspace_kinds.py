@@ -36,7 +36,8 @@ class Foundry:
             **SINGLE_WORKSPACE_OFF, aml_workspaces=text, time_zone="Europe/Berlin", warning_minutes="60"
         )
         self.settings = Settings.from_environ(env)
-        self.directory, self.ledger, self.mailer = FakeDirectory(*listed), FakeLedger(), FakeMailer()
+        told = lambda night: list(self.spaces[night.target.name.lower()].instances)  # noqa: E731 - the mail
+        self.directory, self.ledger, self.mailer = FakeDirectory(*listed), FakeLedger(told=told), FakeMailer()
         self.hub = FakeWorkspace(Instance("ci-hub", "Running", "alice@contoso.com"))
         self.spaces = {"ws-plain": FakeWorkspace(Instance("ci-plain", "Running", "bob@contoso.com")),
                        "hub-ai": self.hub, "proj-ai": self.hub,  # the project shows the hub's instances
