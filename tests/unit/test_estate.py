@@ -234,3 +234,18 @@ def test_workspaces_of_one_subscription_share_one_throttle_after_a_429(monkeypat
         estate.add(sub, "rg", name, running("ci-a"))
     estate.sweep(BERLIN_SWEEP)
     assert seen["ws-one"] is seen["ws-two"] and seen["ws-three"] is not seen["ws-one"]
+
+
+def test_an_instance_started_after_the_mail_behind_a_star_entry_gets_its_own_notice_before_its_stop():
+    estate = Estate(f"{SUB_A}/*")
+    one = estate.add(SUB_A, "rg-1", "ws-one", running("ci-a"))
+    estate.mail(BERLIN_MAIL)
+    one.instances["ci-late"] = running("ci-late", "bob@contoso.com")  # started at 19:50
+    estate.mail(BERLIN_SWEEP - timedelta(minutes=5))
+    late = [m for m in estate.mailer.sent if "ci-late" in m.instances]
+    assert [m.instances for m in late] == [("ci-late",)] and "at 20:25" in late[0].text
+    estate.sweep(BERLIN_SWEEP)
+    assert one.stopped == ["ci-a"]  # ci-late keeps its 30 minutes
+    for minutes in range(5, 30, 5):
+        estate.sweep(BERLIN_SWEEP + timedelta(minutes=minutes))
+    assert one.stopped == ["ci-a", "ci-late"]
