@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared.errors import ConfigurationError
+
 from . import local_settings
 from .functions import FunctionLoadError, discover
 from .http_host import FunctionsHost
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.25)
     except KeyboardInterrupt:
         print("Stopping...", flush=True)
+    except ConfigurationError as error:  # one line naming every problem, no traceback
+        print(f"Cannot start: App Settings: {'; '.join(error.problems)}", file=sys.stderr, flush=True)
+        return 1
     except (FunctionLoadError, local_settings.LocalSettingsError, ValueError) as error:
         print(f"Cannot start: {error}", file=sys.stderr, flush=True)
         return 1
@@ -62,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             cleanup()
         stop_signals.restore()
     return 0
+
+
+def _checked_settings() -> tuple[str, ...]:
+    """The App Settings as the functions will read them: ConfigurationError naming every problem now,
+    not a traceback on the first tick; the near misses (`timezone` for `time_zone`) to warn about."""
+    from shared.settings import Settings
+
+    return Settings.from_environ(os.environ).warnings
 
 
 class _StopSignals:
@@ -149,6 +162,8 @@ def _environment(args: argparse.Namespace, cleanups: list[Callable[[], None]]) -
         return demo
     values = local_settings.load(args.settings)
     local_settings.apply(values)
+    for warning in _checked_settings():  # broken settings stop the host here, in one line
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     storage = os.environ.get("AzureWebJobsStorage", "")
     if storage.replace(" ", "").lower() == "usedevelopmentstorage=true":
         from loopback import Azurite

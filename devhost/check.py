@@ -17,6 +17,7 @@ from shared import app, redaction
 from shared.errors import ConfigurationError
 from shared.preflight import Preflight, WorkspaceCheck
 from shared.rendering import format_local
+from shared.shutdown_calendar import DAY_NAMES
 
 from . import local_settings
 
@@ -40,14 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Cannot check: {redaction.redact(str(error))}")
         return 2
     report = the_app.preflight()
-    print(redaction.redact(render(report, the_app.settings.dry_run)))
+    print(redaction.redact(render(report, the_app.settings.dry_run, the_app.settings.warnings)))
     return 0 if report.ok else 1
 
 
-def render(report: Preflight, dry_run: bool) -> str:
+def render(report: Preflight, dry_run: bool, warnings: tuple[str, ...] = ()) -> str:
     lines = [
         f"Preflight at {report.now:%Y-%m-%d %H:%M} UTC: settings valid, {len(report.workspaces)} workspace(s)"
     ]
+    lines += [f"WARNING: {warning}" for warning in warnings]
     for check in report.workspaces:
         lines += _workspace(check, report.now)
     for where, problem in report.problems.items():
@@ -72,8 +74,14 @@ def _workspace(check: WorkspaceCheck, now: datetime) -> list[str]:
     else:
         lines.append(f"  next shutdown: {format_local(check.night.shutdown_at, check.zone)}"
                      f" (in {_duration(check.night.shutdown_at - now)})")  # fmt: skip
-        mail_at = (check.night.shutdown_at - check.warning).astimezone(check.zone)
-        notice = int(check.minimum_notice.total_seconds() // 60)
+    if check.rules is not None:
+        rules = check.rules
+        days = ", ".join(DAY_NAMES[d] for d in sorted(rules.days))
+        lines.append(f"  calendar: {days} at {rules.shutdown_time:%H:%M} {getattr(rules.zone, 'key', rules.zone)},"
+                     f" mail {_minutes(rules.warning)} min before")  # fmt: skip
+    if check.night is not None and check.rules is not None:
+        mail_at = (check.night.shutdown_at - check.rules.warning).astimezone(check.zone)
+        notice = _minutes(check.rules.minimum_notice)
         lines.append(
             f"  mail at {mail_at:%H:%M}; minimum_notice_minutes {notice}: an instance started after the"
             f" mail is told on the next tick and stopped no sooner than {notice} min after that"
@@ -99,6 +107,10 @@ def _workspace(check: WorkspaceCheck, now: datetime) -> list[str]:
     if check.problem:
         lines.append(f"  PROBLEM: {check.problem}")
     return lines
+
+
+def _minutes(span) -> int:
+    return int(span.total_seconds() // 60)
 
 
 def _names(names) -> str:

@@ -184,6 +184,8 @@ def bootstrap(
     the others are built from the settings when first needed."""
     settings = settings or load_settings()
     redaction.protect(settings.secrets())
+    for warning in settings.warnings:
+        log.warning("Settings: %s", warning)
     build = AdapterFactory(settings)
     if workspace is not None:
         workspaces = lambda *where: workspace  # noqa: E731

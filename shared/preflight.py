@@ -12,7 +12,7 @@ problem of that entry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 
 from .decisions import ShutdownPlan, announced, opt_outs, plan_mails, plan_shutdown
 from .domain import Night, WorkspaceTarget
@@ -20,6 +20,7 @@ from .estate import Estate, Managed
 from .inventory import list_targets
 from .ports import CancelLedger, ComputeWorkspace, WorkspaceDirectory
 from .retry import RetryPolicy
+from .shutdown_calendar import CalendarRules
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,7 @@ class WorkspaceCheck:
     recipients: dict[str, tuple[str, ...]] = field(default_factory=dict)  # recipient -> instance names
     missing: tuple[str, ...] = ()  # named in the settings, not in the workspace
     problem: str | None = None  # what failed: the workspace was not (fully) checked
-    warning: timedelta = timedelta(0)  # warning_minutes: when the mail goes out before the shutdown
-    minimum_notice: timedelta = timedelta(0)  # minimum_notice_minutes
+    rules: CalendarRules | None = None  # the calendar it will use: days, time, zone, warning, notice
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,7 @@ def _check(
     try:
         targets = list_targets(workspace, target.instances, policy)
     except Exception as error:
-        return WorkspaceCheck(
-            target, zone, night, problem=str(error), warning=calendar.rules.warning,
-            minimum_notice=calendar.rules.minimum_notice,
-        )  # fmt: skip
+        return WorkspaceCheck(target, zone, night, problem=str(error), rules=calendar.rules)
     keeps = {}
     problem = None
     if night is not None:
@@ -100,5 +97,5 @@ def _check(
         target, zone, night, plan,
         {name: keep.until for name, keep in keeps.items()},
         {to: tuple(i.name for i in items) for to, items in mails.by_recipient.items()},
-        targets.missing, problem, calendar.rules.warning, calendar.rules.minimum_notice,
+        targets.missing, problem, calendar.rules,
     )  # fmt: skip

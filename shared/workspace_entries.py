@@ -12,6 +12,7 @@ A workspace matched by several entries belongs to the most specific one: a named
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -140,8 +141,8 @@ def _json_entries(text: str) -> tuple[list[tuple[int, WorkspaceEntry]], list[str
     for number, item in enumerate(items, start=1):
         try:
             entries.append((number, _json_entry(item)))
-        except ValueError as problem:
-            problems.append(f"{SETTING} entry {number} {problem}")
+        except ValueError as error:  # every problem of the entry, none hiding another
+            problems += [f"{SETTING} entry {number} {problem}" for problem in error.args]
     return entries, problems
 
 
@@ -150,20 +151,24 @@ def _json_entry(item: object) -> WorkspaceEntry:
         raise ValueError(
             'must be an object like {"subscription_id": ..., "resource_group": ..., "workspace": ...}'
         )
+    problems = []
     unknown = sorted(set(item) - set(PLACES) - set(OVERRIDES))
     if unknown:
-        raise ValueError(
-            f"has unknown key(s) {', '.join(unknown)}; allowed: {', '.join((*PLACES, *OVERRIDES))}"
-        )
+        named = ", ".join(f"{key} (did you mean {near}?)" if (near := near_miss(key, (*PLACES, *OVERRIDES)))
+                          else key for key in unknown)  # fmt: skip
+        problems.append(f"has unknown key(s) {named}; allowed: {', '.join((*PLACES, *OVERRIDES))}")
     places = {name: item.get(name) for name in PLACES}
     if any(v is not None and not isinstance(v, str) for v in places.values()):
-        raise ValueError("must give subscription_id, resource_group and workspace as strings")
+        raise ValueError(*problems, "must give subscription_id, resource_group and workspace as strings")
     missing = [
         n for n in PLACES if not places[n] and not (n == "resource_group" and places["workspace"] == EVERY)
     ]
     if missing:
-        raise ValueError(f"is missing {', '.join(missing)}")
-    overrides, bad = [], []
+        problems.append(f"is missing {', '.join(missing)}")
+    overrides = []
+    where = f"({places['subscription_id']}/{places['resource_group'] or ''}/{places['workspace']})".replace(
+        "//", "/"
+    )
     for name, parse in OVERRIDES.items():
         if name not in item:
             continue
@@ -171,16 +176,19 @@ def _json_entry(item: object) -> WorkspaceEntry:
             rules.not_a_placeholder(_as_text(item[name]))
             overrides.append((name, parse(_as_text(item[name]))))
         except ValueError as problem:
-            bad.append(f"{name} {problem}")
-    where = f"({places['subscription_id']}/{places['resource_group'] or ''}/{places['workspace']})".replace(
-        "//", "/"
-    )
-    if bad:
-        raise ValueError(f"{where}: {'; '.join(bad)}")
+            problems.append(f"{where}: {name} {problem}")
+    if problems:
+        raise ValueError(*problems)
     try:
         return _entry(places["subscription_id"], places["resource_group"], places["workspace"], overrides)
     except ValueError as problem:
         raise ValueError(f"{where} {problem}") from None
+
+
+def near_miss(name: str, known) -> str | None:
+    """The known name `name` is most likely a misspelling of (`timezone` for `time_zone`), if any."""
+    found = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1, cutoff=0.8)
+    return next((k for k in known if found and k.lower() == found[0]), None)
 
 
 def _as_text(value: object) -> str:

@@ -29,6 +29,7 @@ def test_the_preflight_prints_tonights_plan_and_changes_nothing(wire, capsys):
     assert f"Workspace {aml.subscription_id}/{aml.resource_group}/{aml.workspace}" in out
     assert "next shutdown: Tuesday 24 November 2026 at 20:00 CET (Europe/Berlin) (in 3 h 0 min)" in out
     assert "mail at 17:00; minimum_notice_minutes 30: an instance started after the mail" in out
+    assert "calendar: Mon, Tue, Wed, Thu, Fri, Sat, Sun at 20:00 Europe/Berlin, mail 180 min before" in out
     assert "would stop 1: ci-alice" in out and "busy with a job 1: ci-bob" in out
     assert "opted out 1: ci-frank" in out and "not running 1" in out
     assert "mail to ml-team@contoso.com: ci-alice, ci-bob" in out

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -215,3 +217,53 @@ def test_make_run_passes_port_and_args_on_to_the_dev_host():
     assert _make_n("PORT=7181").split(" -m devhost")[1].split() == ["--port", "7181"]
     with_args = _make_n("PORT=7181", "ARGS=--demo --outbox /tmp/mails")
     assert with_args.split(" -m devhost")[1].split() == ["--port", "7181", "--demo", "--outbox", "/tmp/mails"]
+
+
+def _local_settings(tmp_path, **values) -> Path:
+    """A local.settings.json with the example file's valid values (the demo's own), changed by `values`."""
+    from tests.fakes import VALID_ENVIRON
+
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": {**VALID_ENVIRON, **values}}))
+    return path
+
+
+VALID_ENVIRON_KEYS = {"AzureWebJobsStorage", "aml_workspaces", "TZ"}  # the test's environment: not ours
+
+
+def _devhost(tmp_path, settings: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in VALID_ENVIRON_KEYS}
+    return subprocess.run(
+        [sys.executable, "-m", "devhost", "--settings", str(settings), "--port", str(_free_port())],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_broken_settings_stop_make_run_at_once_in_one_line_naming_every_problem(tmp_path):
+    run = _devhost(tmp_path, _local_settings(tmp_path, shutdown_days="Mon-Fir", warning_minutes="4"))
+    assert run.returncode == 1 and "Traceback" not in run.stdout + run.stderr
+    assert run.stderr.startswith("Cannot start: App Settings: ") and run.stderr.count("\n") == 1
+    assert "shutdown_days must be English" in run.stderr and "warning_minutes " in run.stderr
+    assert "Host ready" not in run.stdout
+
+
+def test_a_misspelt_setting_is_named_with_its_correction_and_ignored():
+    from shared.settings import Settings
+    from tests.fakes import environ
+
+    settings = Settings.from_environ(environ(timezone="Europe/Berlin", shutdown_day="Mon-Fri", PATH="/x"))
+    assert settings.warnings == (
+        "shutdown_day is not a setting of this app, so it is ignored: did you mean shutdown_days?",
+        "timezone is not a setting of this app, so it is ignored: did you mean time_zone?",
+    )
+
+
+def test_make_check_names_a_misspelt_setting_with_its_correction():
+    from datetime import UTC, datetime
+
+    from devhost.check import render
+    from shared.preflight import Preflight
+
+    warning = "timezone is not a setting of this app, so it is ignored: did you mean time_zone?"
+    out = render(Preflight(datetime(2026, 11, 24, tzinfo=UTC), (), {}), False, (warning,))
+    assert f"WARNING: {warning}" in out.splitlines()

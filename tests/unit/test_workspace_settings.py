@@ -157,3 +157,12 @@ def test_an_entry_without_recipients_is_named_unless_owners_are_mailed():
 def test_a_placeholder_left_from_the_example_is_refused():
     (problem,) = problems("<subscription id>/<resource group>/<workspace>")
     assert problem.startswith("aml_workspaces still holds a placeholder")
+
+
+def test_one_problem_of_an_entry_never_hides_another_and_a_misspelt_key_gets_its_correction():
+    entry = {"subscription_id": SUB_A, "resource_group": "rg", "workspace": "ws", "timezone": "Europe/Berlin",
+             "time_zone": "Berlin", "shutdown_days": "Mon-Fir"}  # fmt: skip
+    found = problems(json.dumps([entry]))
+    assert any("unknown key(s) timezone (did you mean time_zone?)" in p for p in found), found
+    assert any("time_zone " in p and "Berlin" in p for p in found), found
+    assert any("shutdown_days " in p for p in found), found
