@@ -7,7 +7,12 @@ from typing import Any
 
 from . import setting_rules as rules
 
-FREE_TEXT = {"subject"}  # shown to people as written: `<` and `>` are text there, never a placeholder
+FREE_TEXT = {"subject"}
+SIGN_IN = {
+    "tenant_id",
+    "service_principal_id",
+    "service_principal_password",
+}  # optional: identity if absent  # shown to people as written: `<` and `>` are text there, never a placeholder
 
 
 _UNSET = object()
@@ -44,6 +49,12 @@ class Reader:
                 rules.not_a_placeholder(raw)
             return parse(raw)
         except ValueError as problem:
-            self.problems.append(f"{name} {problem}")
+            why = f"{name} {problem}"
+            if name in SIGN_IN and rules.is_placeholder(raw):  # the recommended way needs them gone
+                why += (
+                    ", or remove it to sign in with the Function App's managed identity (or, locally, "
+                    "with `az login`)"
+                )
+            self.problems.append(why)
             self.invalid.add(name)
             return default

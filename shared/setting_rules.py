@@ -22,10 +22,14 @@ PLACEHOLDER = re.compile(r"<(?![^<>@\s]+@[^<>@\s]+>)[^<>]*>")
 NIL_GUID = "00000000-0000-0000-0000-000000000000"
 
 
+def is_placeholder(value: str) -> bool:
+    return bool(PLACEHOLDER.search(value)) or value.strip() == NIL_GUID
+
+
 def not_a_placeholder(value: str) -> None:
     """Refuse the values local.settings.json.example ships with: a published `cancel_link_secret`
     placeholder would sign links anyone can forge. Checked before every other rule."""
-    if PLACEHOLDER.search(value) or value.strip() == NIL_GUID:
+    if is_placeholder(value):
         raise ValueError(
             "still holds a placeholder from local.settings.json.example (a <...> text or the all-zero "
             "GUID): replace it with the real value"

@@ -237,7 +237,10 @@ def _read_workspaces(reader: Reader, environ: Mapping[str, str]) -> tuple[Worksp
 
 def _check_combinations(reader: Reader, values: dict[str, Any]) -> None:
     sp_id, sp_password = values["service_principal_id"], values["service_principal_password"]
-    if bool(sp_id) != bool(sp_password):
+    if (
+        bool(sp_id) != bool(sp_password)
+        and not {"service_principal_id", "service_principal_password"} & reader.invalid
+    ):
         reader.problems.append(
             "service_principal_id and service_principal_password must be set together "
             "(or both left out to use the Function App's managed identity)"

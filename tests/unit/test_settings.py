@@ -271,3 +271,11 @@ def test_a_warning_shorter_than_the_minimum_notice_is_refused_naming_both():
 def test_a_catch_up_window_too_long_for_a_late_notice_is_refused():
     (problem,) = problems(catch_up_minutes="400")
     assert "twice catch_up_minutes (400) plus minimum_notice_minutes (30) must not exceed 720" in problem
+
+
+@pytest.mark.parametrize("name", ["tenant_id", "service_principal_id"])
+def test_a_sign_in_placeholder_says_to_replace_it_or_remove_it_for_the_managed_identity(name):
+    found = problems(**{name: "00000000-0000-0000-0000-000000000000"})
+    (problem,) = [p for p in found if p.startswith(f"{name} ")]
+    assert "replace it with the real value" in problem and "or remove it to sign in with" in problem
+    assert "az login" in problem
