@@ -146,7 +146,7 @@ def _night_and_keep(grant, calendar, ledger, now, policy, sleep, deadline) -> tu
     if night is not None and now >= calendar.night_ends(night):
         raise night_over(grant, calendar.next_night(now), calendar.rules.zone)
     if night is None or now < night.shutdown_at:
-        night = check_grant(grant, calendar.target, calendar.next_night(now), now)
+        night = check_grant(grant, calendar.target, calendar.next_night(now), now, calendar.rules.zone)
         return night, policy.call(lambda: ledger.keep(night, grant.instance), "reading the keep in force")
     keep = policy.call(lambda: ledger.keep(night, grant.instance), "reading the keep in force")
     in_force = keep is not None and not keep.stopping and (keep.until is None or keep.until > now)
@@ -157,7 +157,7 @@ def _night_and_keep(grant, calendar, ledger, now, policy, sleep, deadline) -> tu
             f"{grant.instance} is being stopped: the time it was kept for has come.",
             "Start it again from Azure ML studio if you still need it tonight.",
         )
-    raise expired(grant)
+    raise expired(grant, calendar.rules.zone)
 
 
 def _honoured(

@@ -83,28 +83,30 @@ def unmanaged(grant: CancelGrant) -> InvalidLinkError:
     )
 
 
-def check_grant(grant: CancelGrant, target: WorkspaceTarget, night: Night | None, now: datetime) -> Night:
+def check_grant(
+    grant: CancelGrant, target: WorkspaceTarget, night: Night | None, now: datetime, zone: tzinfo = UTC
+) -> Night:
     """The night `grant` keeps an instance for, or an error if the genuine link no longer applies:
     another workspace, an instance no longer managed, a shutdown that already began, or a night other
     than the next one (`night`, from the calendar)."""
     check_target(grant, target)
     if night is None or grant.day < night.day or (grant.day == night.day and now >= night.shutdown_at):
-        raise expired(grant)
+        raise expired(grant, zone)
     if grant.day != night.day:
         raise InvalidLinkError(
-            f"This link is for the shutdown on {grant.day:%A %d %B %Y}, but the next shutdown is on "
-            f"{night.day:%A %d %B %Y}.",
+            f"This link is for the shutdown on {_day(grant.day)}, but the next shutdown is on {_day(night.day)}.",
             "Nothing was changed. Use the link from the e-mail sent before the shutdown you want to skip.",
         )
     return night
 
 
-def expired(grant: CancelGrant) -> ExpiredLinkError:
+def expired(grant: CancelGrant, zone: tzinfo = UTC) -> ExpiredLinkError:
+    """The 410 page of a link whose shutdown has begun: which instance, and when it was stopped."""
     return ExpiredLinkError(
-        f"The shutdown this link was for ({grant.day:%A %d %B %Y}) has already begun, "
-        "so it can no longer be cancelled.",
-        "If the instance was stopped, start it again from Azure ML studio. To keep it running "
-        "on a later night, use the link in that evening's e-mail.",
+        f"{grant.instance} was stopped by the shutdown on {format_local(grant.shutdown_at, zone)} (unless "
+        "it was busy with a job then), so this link can no longer keep it running.",
+        f"Start {grant.instance} again from Azure ML studio if you need it. To keep it running on a later "
+        "night, use the link in that evening's e-mail.",
     )
 
 

@@ -70,5 +70,6 @@ def test_a_click_after_the_shutdown_began_is_told_so_truthfully(wire):
     page = wire.click("POST", link)
     sweeper.join(30)
     body = page.get_body().decode()
-    assert page.status_code == 410 and "has already begun" in body and "start it again" in body
+    assert page.status_code == 410 and "ci-alice was stopped by the shutdown on" in body
+    assert "Start ci-alice again from Azure ML studio" in body
     assert wire.ledger() == [] and wire.standins.stopped_names() == ["ci-alice"]

@@ -243,3 +243,24 @@ def test_the_autumn_night_s_pages_tell_the_two_02_30s_apart():
     kept = page("POST", "60")
     assert "ci-a now stops at 02:30 CET" in kept
     assert "will be stopped at <strong>02:30 CET</strong> instead of 02:30 CEST." in kept
+
+
+def test_the_kept_page_says_what_is_in_force_and_what_it_was():
+    ledger = FakeLedger()
+    kept = for_result(click(ledger, S - minutes(10), "60")).body
+    assert '<dt>Now stops at</dt><dd>21:00 <span class="muted">(was 20:00)</span></dd>' in kept
+    assert "Postponed shutdown" not in kept
+
+
+def test_the_expired_link_page_names_the_instance_and_when_it_was_stopped():
+    ledger = FakeLedger()
+    ledger.told(TONIGHT, "ci-a")
+    stop_unclaimed_instances(
+        S + minutes(1), CAL, FakeWorkspace(Instance("ci-a", "Running")), ledger, SweepOptions(), NO_WAIT
+    )
+    with pytest.raises(ExpiredLinkError) as page:
+        click(ledger, S + minutes(10), method="GET")
+    assert str(page.value).startswith(
+        "ci-a was stopped by the shutdown on Tuesday 24 November 2026 at 20:00 CET"
+    )
+    assert "Start ci-a again" in page.value.advice and " 0" not in str(page.value).split("2026")[0]

@@ -89,10 +89,10 @@ def test_check_refuses_another_workspace_or_an_instance_no_longer_managed():
 
 def test_a_link_expires_when_its_shutdown_begins():
     check_grant(GRANT, TARGET, TONIGHT, SHUTDOWN - timedelta(seconds=1))
-    with pytest.raises(ExpiredLinkError, match="already begun"):
+    with pytest.raises(ExpiredLinkError, match="was stopped by the shutdown on"):
         check_grant(GRANT, TARGET, TONIGHT, SHUTDOWN)
     tomorrow = Night(TARGET, date(2026, 11, 25), SHUTDOWN + timedelta(days=1))
-    with pytest.raises(ExpiredLinkError, match="already begun"):
+    with pytest.raises(ExpiredLinkError, match="was stopped by the shutdown on"):
         check_grant(GRANT, TARGET, tomorrow, SHUTDOWN + timedelta(hours=3))  # the next night is another
 
 
