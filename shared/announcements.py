@@ -119,6 +119,15 @@ def link_for(cancel_url: str, signer: LinkSigner, night: Night, instance: str, r
 def _mail(now: datetime, to: str, parts: list[Announcement], options, signer: LinkSigner) -> OutgoingMail:
     groups = [group for a in parts for group in _groups(now, to, a, options, signer)]
     names = tuple(item["name"] for group in groups for item in group["items"])
+    twice = {name.lower() for name in names if sum(n.lower() == name.lower() for n in names) > 1}
+    spaces = [g["workspace"].lower() for g in groups]
+    for group in groups:  # two buttons must never read the same: name the workspace where names repeat
+        where = group["workspace"]
+        if spaces.count(where.lower()) > 1 and len({g["resource_group"] for g in groups}) > 1:
+            where += f" ({group['resource_group']})"  # a workspace name in two resource groups
+        for item in group["items"]:
+            repeated = item["name"].lower() in twice
+            item["label"] = f"{item['name']} in {where}" if repeated else item["name"]
     whens = {group["when"] for group in groups}
     subject = mail_subject(options.subject, names)
     context = dict(

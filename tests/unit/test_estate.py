@@ -121,6 +121,11 @@ def test_one_mail_per_recipient_covers_every_due_workspace_grouped_by_workspace(
     links = re.findall(r"Keep it running tonight: (\S+)", mail.text)
     grants = [estate.app().signer.verify(parse_qs(urlsplit(link).query)["token"][0]) for link in links]
     assert [g.workspace.split("/")[4] for g in grants] == ["rg-1", "rg-1", "rg-2", "rg-3"]
+    buttons = re.findall(r">(Keep [^<]+ running tonight)</a>", mail.html)
+    assert buttons == [
+        "Keep ci-a running tonight", "Keep ci-shared in ws-one (rg-1) running tonight",
+        "Keep ci-shared in ws-one (rg-2) running tonight", "Keep ci-c running tonight",
+    ]  # fmt: skip
     assert estate.mail(BERLIN_MAIL + timedelta(minutes=5)) is None and len(estate.mailer.sent) == 1
 
 
