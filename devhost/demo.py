@@ -263,7 +263,7 @@ Azure ML auto-shutdown - local demo (no Azure account needed)
 
 Try it (times on this machine's clock, {self.zone.key}):
   1. {mail_step}
-  2. Before {at}, under {home}, click "Keep ci-alice running {when}". On the page that opens, press
+  2. Before {at}, under {home}, click "Keep ci-alice in {home} running {when}". On the page that opens, press
      "Keep ci-alice running {when}" (or "Stop it at ... instead", one or two hours later: the page
      offers both; the link itself changes nothing, only a button does; the links expire at the shutdown).
      Leave ci-alice under {away} alone: a keep is for one instance in one workspace.

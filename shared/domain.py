@@ -200,6 +200,7 @@ class Keep:
     reminded_for: datetime | None = None  # the `until` a reminder was sent for
     stopping: bool = False  # the sweep has begun to stop it: no click changes it any more
     version: str = ""
+    requested_at: datetime | None = None  # when the click that set it came (for the status page)
 
     def later(self, until: datetime | None) -> datetime | None:
         """The later of this keep's stop time and `until` (all night is the latest of all)."""

@@ -60,6 +60,8 @@ def for_result(result: CancelResult) -> Page:
         in_force = None if keep is None else ("all night" if until is None else f"until {at(until)}")
         if keep is not None and until is None:
             facts["choices"] = []  # kept all night: nothing longer to offer
+        if keep is not None and not facts["choices"]:  # reopened to check: say what holds, and by whom
+            return Page(200, render("status.html", tone="ok", **_status(keep, grant, zone, at), **facts))
         title = f"Keep {grant.instance} running?" if keep else f"Keep {grant.instance} running tonight?"
         return Page(200, render("confirm.html", tone="", title=title, in_force=in_force, **facts))
     title = (
@@ -72,6 +74,15 @@ def for_result(result: CancelResult) -> Page:
         longer=result.outcome is Outcome.ALREADY_KEPT, **facts,
     )  # fmt: skip
     return Page(200, body)
+
+
+def _status(keep, grant, zone, at) -> dict:
+    held = "tonight" if keep.until is None else f"until {at(keep.until)}"
+    who = [] if keep.is_hold or not keep.recipient else [f"by {keep.recipient}"]
+    if keep.requested_at is not None:
+        who.append(f"at {keep.requested_at.astimezone(zone):%H:%M}")
+    why = "its notice period" if keep.is_hold else " ".join(who)
+    return dict(title=f"{grant.instance} is kept running {held}", held=held, why=why)
 
 
 def for_error(error: AutoShutdownError) -> Page:

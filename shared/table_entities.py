@@ -60,9 +60,11 @@ def keep_entity(night_key: str, cancellation: Cancellation) -> dict:
 def keep_from(entity, version: str) -> Keep:
     # Keeps stored before delays existed have no AllNight: they keep the instance all night.
     all_night = entity.get("AllNight", True)
+    requested = entity.get("RequestedAt")
     return Keep(
         entity["Instance"], None if all_night else entity["KeepUntil"], entity.get("Recipient", ""),
         entity.get("RemindedFor"), bool(entity.get("Stopping", False)), version,
+        requested if isinstance(requested, datetime) else None,
     )  # fmt: skip
 
 

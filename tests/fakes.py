@@ -116,14 +116,15 @@ class FakeLedger:
             if current is None:
                 self.records[key] = cancellation
                 self.keeps[key] = Keep(cancellation.instance, cancellation.until, cancellation.recipient,
-                                       version=str(next(self._versions)))  # fmt: skip
+                                       version=str(next(self._versions)),
+                                       requested_at=cancellation.requested_at)  # fmt: skip
                 return True, self.keeps[key]
             if current.stopping or current.later(cancellation.until) == current.until:
                 return False, current
             self.records[key] = cancellation
             self.keeps[key] = replace(  # as the Table adapters merge: the stop time and whose link it was
                 current, until=current.later(cancellation.until), recipient=cancellation.recipient,
-                version=str(next(self._versions)),
+                version=str(next(self._versions)), requested_at=cancellation.requested_at,
             )  # fmt: skip
             return False, self.keeps[key]
 

@@ -197,7 +197,9 @@ def keep_link(driver, workspace: str, instance: str):
     from selenium.webdriver.common.by import By
 
     group = f"//h2[normalize-space()='{workspace}']/ancestor::tr[1]"
-    button = f"following-sibling::tr//a[starts-with(normalize-space(), 'Keep {instance} running')]"
+    button = (
+        f"following-sibling::tr//a[starts-with(normalize-space(), 'Keep {instance} in {workspace} running')]"
+    )
     return driver.find_element(By.XPATH, f"({group}/{button})[1]")
 
 
@@ -220,7 +222,7 @@ def test_mail_link_confirm_and_keep(browser, devhost, screenshots):
         assert f"{local:%H:%M} {local.tzname()}" in body  # each group at its own local time
         assert (
             keep_link(browser, workspace.name, "ci-alice").text
-            == f"Keep ci-alice running {whens[workspace.name]}"
+            == f"Keep ci-alice in {workspace.name} running {whens[workspace.name]}"  # the name repeats
         )
     assert "Not stopped in ws-demo: 1 instance opted out with the auto-shutdown tag." in body
     assert "ci-frank" not in body

@@ -224,7 +224,7 @@ def test_the_demo_walkthrough_as_printed(demo):
     for workspace, names in ((home, {"ci-alice", "ci-bob", "ci-dave", "ci-erin"}),
                              (away, {"ci-alice", "ci-bob", "ci-grace"})):  # fmt: skip
         group = mail_group(mail, workspace.name)
-        assert set(re.findall(r"Keep (ci-\w+) running", group)) == names
+        assert set(re.findall(r"Keep (ci-\w+)(?: in [\w-]+)? running", group)) == names
         assert f"at {workspace.shutdown_at.astimezone(workspace.zone):%H:%M} " in group  # its own local time
     #    An owner with an instance in each workspace gets one mail about both; others one about theirs.
     alice = demo.newest_mail("alice@contoso.com")[0].read_text(encoding="utf-8")

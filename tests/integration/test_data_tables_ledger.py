@@ -315,7 +315,7 @@ def test_a_keep_stored_before_delays_existed_keeps_the_instance_all_night(azurit
     })  # fmt: skip
     ledger = DataTablesLedger.from_connection_string(azurite.connection_string, "legacy")
     keep = ledger.keep(NIGHT, "ci-old")
-    assert keep == Keep("ci-old", None, "", None, False, keep.version)
+    assert keep == Keep("ci-old", None, "", None, False, keep.version, AT - timedelta(hours=2))
     assert ledger.kept_instances(NIGHT) == {"ci-old": keep}
     assert ledger.record(NIGHT, click(AT + timedelta(hours=1), instance="ci-old")) == (False, keep)
     assert ledger.mark(NIGHT, keep, stopping=True).stopping

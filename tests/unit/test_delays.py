@@ -264,3 +264,15 @@ def test_the_expired_link_page_names_the_instance_and_when_it_was_stopped():
         "ci-a was stopped by the shutdown on Tuesday 24 November 2026 at 20:00 CET"
     )
     assert "Start ci-a again" in page.value.advice and " 0" not in str(page.value).split("2026")[0]
+
+
+def test_reopening_the_link_of_an_instance_kept_all_night_shows_its_status_not_an_empty_choice():
+    ledger = FakeLedger()
+    click(ledger, S - minutes(42), NIGHT, recipient="ml-team@contoso.com")
+    for at in (S - minutes(5), S + minutes(30)):  # before and after the shutdown
+        page = for_result(click(ledger, at, method="GET", recipient="ml-team@contoso.com")).body
+        assert (
+            "<strong>ci-a</strong> is kept running tonight (by ml-team@contoso.com at 19:18). Nothing more to do."
+            in page
+        )
+        assert "Nothing has changed yet" not in page and "Keep ci-a running?" not in page
