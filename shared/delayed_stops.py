@@ -49,10 +49,7 @@ def stop_delayed(
             early = [keep.instance for keep in due if not notices.ready(keep.instance)]
             if early:  # only one that would be stopped now: not one its tag opts out, nor one not running
                 listed = list_targets(workspace, night.target.instances, policy, throttle or Backpressure())
-                out = {
-                    i.name.lower()
-                    for i in opt_outs(listed.instances, night.target.opt_out_tag, night.day).instances
-                }
+                out = _opted_out(listed.instances, night)
                 live = {
                     i.name.lower() for i in listed.instances if i.is_running and i.name.lower() not in out
                 }
@@ -137,7 +134,7 @@ def _stop(marked: list[Keep], night, workspace, options, policy, clock, budget, 
     listed_at = clock()
     instances = list_targets(workspace, night.target.instances, policy, azure).instances
     listing = {i.name.lower(): i for i in instances}
-    opted_out = {i.name.lower() for i in opt_outs(instances, night.target.opt_out_tag, night.day).instances}
+    opted_out = _opted_out(instances, night)
     results: dict = {}
     running = []
     for keep in marked:
@@ -161,3 +158,8 @@ def _stop(marked: list[Keep], night, workspace, options, policy, clock, budget, 
         )
     )
     return results
+
+
+def _opted_out(instances, night: Night) -> set[str]:
+    """The names (lower case) of the instances whose tag keeps them out of this night."""
+    return {i.name.lower() for i in opt_outs(instances, night.target.opt_out_tag, night.day).instances}

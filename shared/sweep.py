@@ -139,12 +139,12 @@ def _main_sweep(
         record, keeps = _read_keeps(night, record, ledger, policy)
         notices = read_notices(ledger, night, calendar.rules.minimum_notice, now, policy)
 
-        def hold_unnoticed(plan: ShutdownPlan) -> tuple[ShutdownPlan, dict[str, Keep]]:
+        def hold_unnoticed(plan: ShutdownPlan) -> ShutdownPlan:
             """Hold what is due but whose people were not told long enough ago; honour the holds."""
             nonlocal record
             waiting = [i for i in plan.stop if not notices.ready(i.name)]
             if not waiting:
-                return plan, {}
+                return plan
             if options.dry_run:
                 held = {i.name: Keep(i.name, notices.until(i.name), NOTICE_HOLD) for i in waiting}
             else:
@@ -153,7 +153,7 @@ def _main_sweep(
                 record = policy.call(lambda: ledger.save(record.with_kept(kept)), "storing the holds")
             keeps.update(held)
             stop = tuple(i for i in plan.stop if i not in waiting)
-            return replace(plan, stop=stop, kept=(*plan.kept, *waiting)), held
+            return replace(plan, stop=stop, kept=(*plan.kept, *waiting))
 
         report = _sweep(
             night, record, keeps, calendar.rules.zone, hold_unnoticed, workspace, options, policy, clock,
@@ -193,7 +193,7 @@ def _sweep(
     out = opt_outs(targets.instances, night.target.opt_out_tag, night.day)
     for warning in out.warnings:
         log.warning("ComputeShutdown: %s", warning)
-    plan, _ = hold_unnoticed(plan_shutdown(targets.instances, record.kept or (), out.instances, record.done))
+    plan = hold_unnoticed(plan_shutdown(targets.instances, record.kept or (), out.instances, record.done))
     of = {name.lower(): keep for name, keep in keeps.items()}
     held = {i.name.lower() for i in plan.kept if i.name.lower() in of and of[i.name.lower()].is_hold}
     for instance in plan.kept:

@@ -62,16 +62,16 @@ class World:
         return self
 
     def mail(self):
-        sent = len(self.mailer.sent)
-        try:
-            return self.app.mail_sender()
-        finally:
-            self._remember(self.mailer.sent[sent:])
+        return self._run(self.app.mail_sender)
 
     def sweep(self):
+        return self._run(self.app.compute_shutdown)
+
+    def _run(self, timer):
+        """A timer's run; the mails it sent are remembered with their links, whatever it raises."""
         sent = len(self.mailer.sent)
         try:
-            return self.app.compute_shutdown()
+            return timer()
         finally:
             self._remember(self.mailer.sent[sent:])
 
