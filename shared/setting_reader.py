@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -58,3 +59,40 @@ class Reader:
             self.problems.append(why)
             self.invalid.add(name)
             return default
+
+
+class AskedEnviron(Mapping):
+    """The environment, remembering which names the app asked for."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self._environ, self.asked = environ, set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        return self._environ[name]
+
+    def get(self, name: str, default=None):
+        self.asked.add(name)
+        return self._environ.get(name, default)
+
+    def __iter__(self):
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
+
+    def near_misses(self) -> tuple[str, ...]:
+        """A set name the app does not read but that is one letter or so from one it does (`timezone`,
+        `shutdown_day`): the platform's own settings are upper case, so only names with a lower-case
+        letter are considered."""
+        found = []
+        for name in sorted(set(self._environ) - self.asked):
+            if any(c.islower() for c in name) and (meant := near_miss(name, sorted(self.asked))):
+                found.append(f"{name} is not a setting of this app, so it is ignored: did you mean {meant}?")
+        return tuple(found)
+
+
+def near_miss(name: str, known) -> str | None:
+    """The known name `name` is most likely a misspelling of (`timezone` for `time_zone`), if any."""
+    found = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1, cutoff=0.8)
+    return next((k for k in known if found and k.lower() == found[0]), None)

@@ -20,9 +20,9 @@ from . import setting_rules as rules
 from .adapter_settings import AdapterSettings, read_adapter_settings
 from .domain import InstanceSelection, WorkspaceTarget
 from .errors import ConfigurationError
-from .setting_reader import Reader
+from .setting_reader import AskedEnviron, Reader
 from .shutdown_calendar import CalendarRules
-from .workspace_entries import SETTING, WorkspaceEntry, near_miss, parse_workspaces
+from .workspace_entries import SETTING, WorkspaceEntry, parse_workspaces
 
 DEFAULT_SUBJECT = "Azure ML compute instances stop tonight"
 SINGLE_WORKSPACE = ("subscription_id", "resource_group", "aml_workspace", "aml_compute_instance")
@@ -115,7 +115,7 @@ class Settings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
-        environ = _Asked(environ)  # what the app reads, to tell a misspelt setting from a foreign one
+        environ = AskedEnviron(environ)  # what the app reads, to tell a misspelt setting from a foreign one
         reader = Reader(environ)
         values = dict(
             storage_connection_string=reader.optional("AzureWebJobsStorage", rules.connection_string, None),
@@ -171,37 +171,6 @@ class Settings:
         if reader.problems:
             raise ConfigurationError(reader.problems)
         return cls(**values, warnings=environ.near_misses())
-
-
-class _Asked(Mapping):
-    """The environment, remembering which names the app asked for."""
-
-    def __init__(self, environ: Mapping[str, str]):
-        self._environ, self.asked = environ, set()
-
-    def __getitem__(self, name: str) -> str:
-        self.asked.add(name)
-        return self._environ[name]
-
-    def get(self, name: str, default=None):
-        self.asked.add(name)
-        return self._environ.get(name, default)
-
-    def __iter__(self):
-        return iter(self._environ)
-
-    def __len__(self) -> int:
-        return len(self._environ)
-
-    def near_misses(self) -> tuple[str, ...]:
-        """A set name the app does not read but that is one letter or so from one it does (`timezone`,
-        `shutdown_day`): the platform's own settings are upper case, so only names with a lower-case
-        letter are considered."""
-        found = []
-        for name in sorted(set(self._environ) - self.asked):
-            if any(c.islower() for c in name) and (meant := near_miss(name, sorted(self.asked))):
-                found.append(f"{name} is not a setting of this app, so it is ignored: did you mean {meant}?")
-        return tuple(found)
 
 
 def load_settings() -> Settings:

@@ -12,7 +12,6 @@ A workspace matched by several entries belongs to the most specific one: a named
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from . import calendar_settings as cal
 from . import setting_rules as rules
 from .domain import WORKSPACE_ID, WORKSPACE_NAME
+from .setting_reader import near_miss
 
 SETTING = "aml_workspaces"
 EVERY = "*"
@@ -183,12 +183,6 @@ def _json_entry(item: object) -> WorkspaceEntry:
         return _entry(places["subscription_id"], places["resource_group"], places["workspace"], overrides)
     except ValueError as problem:
         raise ValueError(f"{where} {problem}") from None
-
-
-def near_miss(name: str, known) -> str | None:
-    """The known name `name` is most likely a misspelling of (`timezone` for `time_zone`), if any."""
-    found = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1, cutoff=0.8)
-    return next((k for k in known if found and k.lower() == found[0]), None)
 
 
 def _as_text(value: object) -> str:
